@@ -1,0 +1,184 @@
+"""Domain types shared by every part of Tidings.
+
+Nothing here imports anything of ours: the store, the engine, the channels and the HTTP
+surfaces all speak in these records. Records are frozen; statuses are enums with Adobe's
+exact names; the allowed status transitions are data (:data:`TRANSITIONS`), enforced by
+:func:`check_transition` and turned into SQL guards by :func:`sources_of`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+
+class EventStatus(enum.StrEnum):
+    """The life of an event, named exactly as Adobe Campaign's Message Center names it."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    PAUSED = "paused"
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+    DELIVERY_FAILED = "deliveryFailed"
+    ROUTING_FAILED = "routingFailed"
+    TOO_OLD = "tooOld"
+
+
+S = EventStatus
+
+#: Which status may follow which. ``processing -> processing`` is a reclaim after a lease
+#: ran out; ``processing -> pending`` is a retry waiting for its next attempt.
+TRANSITIONS: Mapping[EventStatus, frozenset[EventStatus]] = {
+    S.PENDING: frozenset({S.PROCESSING}),
+    S.PROCESSING: frozenset(
+        {
+            S.PROCESSING,
+            S.PENDING,
+            S.PAUSED,
+            S.PROCESSED,
+            S.IGNORED,
+            S.DELIVERY_FAILED,
+            S.ROUTING_FAILED,
+            S.TOO_OLD,
+        }
+    ),
+    S.PAUSED: frozenset({S.PENDING}),
+    S.PROCESSED: frozenset(),
+    S.IGNORED: frozenset(),
+    S.DELIVERY_FAILED: frozenset(),
+    S.ROUTING_FAILED: frozenset(),
+    S.TOO_OLD: frozenset(),
+}
+
+#: Statuses an event never leaves.
+FINAL_STATUSES: frozenset[EventStatus] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+
+
+class InvalidTransition(ValueError):
+    """An attempt to move an event between two statuses the lifecycle does not connect."""
+
+
+def check_transition(old: EventStatus, new: EventStatus) -> None:
+    """Raise :class:`InvalidTransition` unless ``old -> new`` is allowed."""
+    if new not in TRANSITIONS[old]:
+        raise InvalidTransition(f"an event cannot go from {old} to {new}")
+
+
+def sources_of(new: EventStatus) -> tuple[EventStatus, ...]:
+    """Every status from which ``new`` may be reached (used as a SQL guard)."""
+    return tuple(sorted(old for old, nxt in TRANSITIONS.items() if new in nxt))
+
+
+class Channel(enum.StrEnum):
+    """How a message reaches its recipient."""
+
+    EMAIL = "email"
+    SMS = "sms"
+    PUSH = "push"
+    WEBHOOK = "webhook"
+
+
+class OutcomeKind(enum.StrEnum):
+    """What a transport says happened to one message."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAILED = "failed"
+    IGNORED = "ignored"
+
+
+class Recipient(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Where an event's message goes; which field is used depends on the channel."""
+
+    email: str | None = None
+    mobilePhone: str | None = None  # noqa: N815 - the public field name
+    pushToken: str | None = None  # noqa: N815
+    externalId: str | None = None  # noqa: N815
+
+
+class Event(msgspec.Struct, frozen=True):
+    """An event as the engine sees it after a claim. Times are microseconds since the epoch."""
+
+    id: int
+    type: str
+    channel: Channel | None
+    recipient: Recipient
+    ctx: dict[str, Any]
+    priority: int
+    status: EventStatus
+    received_at: int
+    scheduled_at: int | None
+    expires_at: int | None
+    attempts: int
+
+
+class EmailAddress(msgspec.Struct, frozen=True):
+    """A mailbox with an optional display name."""
+
+    address: str
+    name: str = ""
+
+
+class EmailMessage(msgspec.Struct, frozen=True):
+    """A rendered email, ready for a transport. ``message_id`` is stable per event, so a
+    retry after a crash carries the same Message-ID and receivers can de-duplicate."""
+
+    event_id: int
+    message_id: str
+    sender: EmailAddress
+    to: EmailAddress
+    subject: str
+    html: str
+    text: str
+    reply_to: EmailAddress | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """The answer of ``Transport.send``.
+
+    ``reply`` is the remote side's words (an SMTP reply line, an HTTP status and body);
+    ``retry_after`` is a delay in seconds the remote side asked for, if any; ``quarantine``
+    says the address is permanently bad and should not be tried again.
+    """
+
+    kind: OutcomeKind
+    reply: str = ""
+    provider_id: str = ""
+    retry_after: float | None = None
+    quarantine: bool = False
+
+
+class EmailContent(msgspec.Struct, frozen=True, tag="email"):
+    """The published content of an email template (one version)."""
+
+    subject: str
+    html: str
+    text: str = ""
+    sender_name: str = ""
+    sender_address: str = ""
+    reply_to: str = ""
+    headers: dict[str, str] = {}
+
+
+class Publication(msgspec.Struct, frozen=True):
+    """The template version an event type's channel is routed to."""
+
+    id: int
+    event_type: str
+    channel: Channel
+    version_id: int
+    content: EmailContent
+
+
+class EventType(msgspec.Struct, frozen=True):
+    """What the execution side needs to know about an event type."""
+
+    name: str
+    label: str
+    default_channel: Channel
+    paused: bool

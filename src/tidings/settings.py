@@ -1,0 +1,224 @@
+"""One frozen :class:`Settings` value, built at the edge.
+
+Every field can be set by an environment variable ``TIDINGS_<FIELD>`` (upper case) or by a
+key of the same name (lower case) in a ``tidings.toml`` file; the environment wins. Each field
+carries its help text, which ``tidings settings`` prints and the README documents (a test
+keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+
+
+class SettingsError(ValueError):
+    """A setting has a value Tidings cannot use; the message names the setting."""
+
+
+def _field(default: Any, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything an operator can configure. Durations are in seconds."""
+
+    # Where things live
+    database_url: str = _field(
+        "sqlite:///tidings.db",
+        "Database: `sqlite:///path.db` (embedded, the default) or "
+        "`postgresql://user@host:port/db`.",
+    )
+    instance_id: int = _field(
+        0, "This execution instance's id, 0-255; it is the high byte of every event id."
+    )
+
+    # HTTP
+    host: str = _field("127.0.0.1", "Address the HTTP API listens on.")
+    port: int = _field(8080, "Port the HTTP API listens on.")
+    public_url: str = _field(
+        "", "Base URL clients reach this instance at (`serverUrl` in Adobe answers); "
+        "default `http://<host>:<port>`."
+    )
+    org: str = _field("local", "`{org}` in the Campaign Standard route `/{org}/campaign/...`.")
+    transactional_api: str = _field(
+        "mclocal", "`{transactionalAPI}` in the Campaign Standard route (Adobe: `mc` + org id)."
+    )
+    max_body_bytes: int = _field(262144, "Largest request body accepted (413 above it).")
+    max_batch_events: int = _field(1000, "Most events in one `POST /api/v1/events/batch`.")
+
+    # Ingest: group commit
+    commit_max_rows: int = _field(
+        1000, "Most events written in one ingest transaction (group commit)."
+    )
+    commit_max_delay: float = _field(
+        0.002,
+        "Longest an accepted event waits for companions before its transaction starts "
+        "(group commit), in seconds; 0 commits as soon as the previous commit finished.",
+    )
+
+    # Worker
+    worker_concurrency: int = _field(256, "Most messages one worker process sends at once.")
+    claim_batch: int = _field(200, "Most events one claim takes from the queue.")
+    lease_seconds: float = _field(
+        120.0, "How long a claimed event belongs to its worker; after that another may take it."
+    )
+    poll_interval: float = _field(
+        1.0, "How often an idle worker looks for due events without being woken."
+    )
+    retry_base: float = _field(30.0, "First retry delay after a temporary failure.")
+    retry_max: float = _field(3600.0, "Longest delay between two attempts.")
+    event_validity: float = _field(
+        86400.0,
+        "How long an event without `expiration` may keep being retried before it ends "
+        "`tooOld`, counted from when it became due.",
+    )
+    shutdown_grace: float = _field(
+        10.0, "On shutdown, how long in-flight sends may finish before their events are released."
+    )
+
+    # Email
+    email_transport: str = _field(
+        "",
+        "`outbox` (keep messages in the local outbox) or `smtp`; empty means `smtp` when "
+        "`smtp_host` is set, else `outbox`.",
+    )
+    default_sender: str = _field(
+        "Tidings <noreply@tidings.localhost>",
+        "Sender used when a template names none, as `Name <address>`.",
+    )
+    message_id_domain: str = _field(
+        "", "Domain part of generated Message-IDs; default the sender's domain."
+    )
+    smtp_host: str = _field("", "SMTP relay host name or address.")
+    smtp_port: int = _field(0, "SMTP port; default 465 for `implicit` TLS, else 25.")
+    smtp_tls: str = _field(
+        "opportunistic",
+        "`none`, `opportunistic` (STARTTLS when offered), `starttls` (required) "
+        "or `implicit` (TLS from the first byte).",
+    )
+    smtp_tls_verify: bool = _field(True, "Verify the SMTP server's certificate and host name.")
+    smtp_ca_file: str = _field("", "CA bundle (PEM) for the SMTP server's certificate.")
+    smtp_username: str = _field("", "SMTP AUTH user name; empty means no AUTH.")
+    smtp_password: str = _field("", "SMTP AUTH password.")
+    smtp_pool_size: int = _field(8, "SMTP connections kept open to the relay.")
+    smtp_timeout: float = _field(30.0, "Seconds to wait for an SMTP reply before giving up.")
+    smtp_pipelining: bool = _field(
+        True, "Pipeline SMTP commands (RFC 2920) when the server offers PIPELINING."
+    )
+    smtp_helo_name: str = _field("", "Name sent in EHLO; default this machine's FQDN.")
+
+    # Housekeeping
+    idempotency_ttl: float = _field(86400.0, "How long an `Idempotency-Key` is remembered.")
+    log_level: str = _field("info", "`debug`, `info`, `warning` or `error`.")
+    log_format: str = _field("text", "`text` for people, `json` for log collectors.")
+
+    @classmethod
+    def load(
+        cls, env: Mapping[str, str] | None = None, toml_path: str | Path | None = None
+    ) -> Self:
+        """Build settings from ``tidings.toml`` (if present) overlaid by ``TIDINGS_*``."""
+        env = os.environ if env is None else env
+        path = Path(toml_path or env.get("TIDINGS_CONFIG", "tidings.toml"))
+        raw: dict[str, Any] = {}
+        if path.is_file():
+            with path.open("rb") as f:
+                raw.update(tomllib.load(f))
+        for f in dataclasses.fields(cls):
+            value = env.get(f"TIDINGS_{f.name.upper()}")
+            if value is not None:
+                raw[f.name] = value
+        return cls.from_mapping(raw)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> Self:
+        """Build settings from plain values (strings are converted), checking each."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - set(names))
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+        values = {name: _convert(names[name], value) for name, value in raw.items()}
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with some fields changed (checked like any other)."""
+        new = dataclasses.replace(self, **changes)
+        new.check()
+        return new
+
+    def check(self) -> None:
+        """Raise :class:`SettingsError` for values outside their range."""
+        if not 0 <= self.instance_id <= 255:
+            raise SettingsError("instance_id must be between 0 and 255")
+        if self.email_transport not in ("", "outbox", "smtp"):
+            raise SettingsError("email_transport must be `outbox` or `smtp`")
+        if self.smtp_tls not in ("none", "opportunistic", "starttls", "implicit"):
+            raise SettingsError("smtp_tls must be none, opportunistic, starttls or implicit")
+        if self.email_transport == "smtp" and not self.smtp_host:
+            raise SettingsError("email_transport is smtp but smtp_host is empty")
+        if self.log_format not in ("text", "json"):
+            raise SettingsError("log_format must be text or json")
+        for name in ("smtp_pool_size", "worker_concurrency", "claim_batch", "commit_max_rows",
+                     "max_batch_events", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1")
+        if not self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise SettingsError("database_url must start with sqlite:// or postgresql://")
+
+    @property
+    def server_url(self) -> str:
+        """The base URL of this instance as clients see it."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def uses_smtp(self) -> bool:
+        """Whether email goes to the SMTP relay rather than the local outbox."""
+        return self.email_transport == "smtp" or (
+            self.email_transport == "" and bool(self.smtp_host)
+        )
+
+    @property
+    def effective_smtp_port(self) -> int:
+        """The SMTP port, defaulted from the TLS mode."""
+        return self.smtp_port or (465 if self.smtp_tls == "implicit" else 25)
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(environment variable, default, help) for every setting, in declaration order."""
+    return [
+        (f"TIDINGS_{f.name.upper()}", repr(f.default), f.metadata["help"])
+        for f in dataclasses.fields(Settings)
+    ]
+
+
+def _convert(field: dataclasses.Field[Any], value: Any) -> Any:
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    if not isinstance(value, str):
+        if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        expected = {"str": str, "int": int, "float": float, "bool": bool}[kind]
+        if not isinstance(value, expected) or (kind == "int" and isinstance(value, bool)):
+            raise SettingsError(f"{field.name} must be a {kind}, not {value!r}")
+        return value
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            lowered = value.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(value)
+    except ValueError:
+        raise SettingsError(f"{field.name} must be a {kind}, not {value!r}") from None
+    return value

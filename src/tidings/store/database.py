@@ -1,0 +1,367 @@
+"""The two databases behind one small async interface.
+
+Queries are plain SQL written once with ``$1``-style parameters (:func:`sql`); where the
+dialects differ, both texts sit side by side in the query's module. A query runs on a
+:class:`Connection` got from :meth:`Database.transaction` (writes) or
+:meth:`Database.connection` (reads).
+
+- **SQLite** (the embedded default): one writer connection on its own thread, so writes are
+  serialised in-process and ``BEGIN IMMEDIATE`` takes the file lock only for other
+  processes; readers use a small pool of connections on threads of their own, reading WAL
+  snapshots without blocking the writer (the shape of datasette's ``database.py``).
+- **PostgreSQL**: an asyncpg pool; statements are prepared and cached by asyncpg.
+
+We call the drivers directly rather than through SQLAlchemy's async engine: tables and
+migrations are SQLAlchemy's (``schema.py``), but the per-statement cost of the async engine
+showed on the ingest and claim paths (see BENCHMARKS.md).
+
+Errors: a database that cannot be reached raises :class:`Unavailable` (the API answers 503 with
+``Retry-After``); everything else propagates as the driver raised it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import asyncpg
+
+T = TypeVar("T")
+Row = Sequence[Any]
+
+
+class Unavailable(RuntimeError):
+    """The database cannot be reached right now; the operation changed nothing."""
+
+
+class Query:
+    """One statement in both dialects."""
+
+    __slots__ = ("postgresql", "sqlite")
+
+    def __init__(self, postgresql: str, sqlite: str):
+        self.postgresql = postgresql
+        self.sqlite = sqlite
+
+    def __repr__(self) -> str:
+        return f"Query({self.postgresql!r})"
+
+
+_PARAM = re.compile(r"\$(\d+)")
+
+
+def sql(text: str, *, sqlite: str | None = None) -> Query:
+    """A statement written with ``$n`` parameters; ``sqlite`` overrides the SQLite text."""
+    text = " ".join(text.split())
+    lite = " ".join(sqlite.split()) if sqlite is not None else text
+    return Query(text, _PARAM.sub(r"?\1", lite))
+
+
+class Connection(Protocol):
+    """What store functions run their queries on."""
+
+    dialect: str
+
+    async def execute(self, query: Query, *args: Any) -> int:
+        """Run one statement; return the number of rows it changed."""
+        ...
+
+    async def executemany(self, query: Query, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for each parameter row."""
+        ...
+
+    async def fetch(self, query: Query, *args: Any) -> list[Row]:
+        """Run a query and return all rows."""
+        ...
+
+    async def fetchrow(self, query: Query, *args: Any) -> Row | None:
+        """Run a query and return its first row, if any."""
+        ...
+
+    async def fetchval(self, query: Query, *args: Any) -> Any:
+        """Run a query and return the first column of its first row (None if no row)."""
+        ...
+
+
+class Database(Protocol):
+    """A connected database: transactions for writes, connections for reads."""
+
+    dialect: str
+    url: str
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """A write transaction, committed when the block ends without an exception."""
+        ...
+
+    def connection(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """A connection for reads (autocommit; each statement sees committed data)."""
+        ...
+
+    async def close(self) -> None:
+        """Release every connection."""
+        ...
+
+
+async def connect(url: str, *, synchronous: str = "FULL") -> Database:
+    """Open the database a URL names (``sqlite:///path`` or ``postgresql://...``)."""
+    if url.startswith("sqlite:"):
+        db: Database = await SQLiteDatabase.open(sqlite_path(url), synchronous=synchronous)
+        return db
+    return await PostgresDatabase.open(url)
+
+
+def sqlite_path(url: str) -> str:
+    """The file path in a ``sqlite:///relative.db`` or ``sqlite:////abs/path.db`` URL."""
+    path = url.split(":", 1)[1]
+    if path.startswith("///"):
+        path = path[3:]
+    elif path.startswith("//"):
+        path = path[2:]
+    return unquote(path) or ":memory:"
+
+
+def postgres_dsn(url: str) -> str:
+    """A libpq-style URL asyncpg accepts (``postgres://`` and ``+driver`` forms allowed)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme == "postgres":
+        scheme = "postgresql"
+    return parts._replace(scheme=scheme).geturl()
+
+
+# ---------------------------------------------------------------------------- SQLite
+
+
+class _SQLiteConnection:
+    """A sqlite3 connection confined to its own thread."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str, synchronous: str, *, readonly: bool = False):
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="tidings-sqlite")
+        self._path = path
+        self._synchronous = synchronous
+        self._readonly = readonly
+        self._raw: sqlite3.Connection | None = None
+        self.broken = False
+
+    def _open(self) -> None:
+        raw = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        raw.execute("PRAGMA busy_timeout = 30000")
+        if not self._readonly:
+            raw.execute("PRAGMA journal_mode = WAL")
+        raw.execute(f"PRAGMA synchronous = {self._synchronous}")
+        raw.execute("PRAGMA foreign_keys = ON")
+        self._raw = raw
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.OperationalError as exc:
+            if "unable to open" in str(exc) or "disk I/O" in str(exc):
+                raise Unavailable(str(exc)) from exc
+            raise
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _execute(self, text: str, args: Sequence[Any]) -> int:
+        assert self._raw is not None
+        return self._raw.execute(text, args).rowcount
+
+    def _executemany(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
+        assert self._raw is not None
+        self._raw.executemany(text, rows)
+
+    def _fetch(self, text: str, args: Sequence[Any]) -> list[Row]:
+        assert self._raw is not None
+        return self._raw.execute(text, args).fetchall()
+
+    async def execute(self, query: Query, *args: Any) -> int:
+        return await self._run(self._execute, query.sqlite, args)
+
+    async def executemany(self, query: Query, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            await self._run(self._executemany, query.sqlite, rows)
+
+    async def fetch(self, query: Query, *args: Any) -> list[Row]:
+        return await self._run(self._fetch, query.sqlite, args)
+
+    async def fetchrow(self, query: Query, *args: Any) -> Row | None:
+        rows = await self.fetch(query, *args)
+        return rows[0] if rows else None
+
+    async def fetchval(self, query: Query, *args: Any) -> Any:
+        row = await self.fetchrow(query, *args)
+        return None if row is None else row[0]
+
+    async def raw_execute(self, text: str) -> None:
+        await self._run(self._execute, text, ())
+
+    async def close(self) -> None:
+        if self._raw is not None:
+            await self._run(self._raw.close)
+            self._raw = None
+        self._executor.shutdown(wait=False)
+
+
+class SQLiteDatabase:
+    """The embedded database: one writer thread, a few reader threads, WAL mode."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str, synchronous: str, readers: int):
+        self.url = f"sqlite:///{path}"
+        self.path = path
+        self._synchronous = synchronous
+        self._writer = _SQLiteConnection(path, synchronous)
+        self._write_lock = asyncio.Lock()
+        self._readers: asyncio.Queue[_SQLiteConnection] = asyncio.Queue()
+        self._reader_count = readers
+
+    @classmethod
+    async def open(
+        cls, path: str, *, synchronous: str = "FULL", readers: int = 3
+    ) -> SQLiteDatabase:
+        """Open (creating if needed) the database file."""
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = cls(path, synchronous, readers if path != ":memory:" else 0)
+        await db._writer.open()
+        for _ in range(db._reader_count):
+            reader = _SQLiteConnection(path, synchronous, readonly=True)
+            await reader.open()
+            db._readers.put_nowait(reader)
+        return db
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        async with self._write_lock:
+            conn = self._writer
+            await conn.raw_execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await asyncio.shield(conn.raw_execute("ROLLBACK"))
+                raise
+            else:
+                await asyncio.shield(conn.raw_execute("COMMIT"))
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        if self._reader_count == 0:
+            async with self._write_lock:
+                yield self._writer
+            return
+        conn = await self._readers.get()
+        try:
+            yield conn
+        finally:
+            self._readers.put_nowait(conn)
+
+    async def close(self) -> None:
+        async with self._write_lock:
+            await self._writer.close()
+        while not self._readers.empty():
+            await self._readers.get_nowait().close()
+
+
+# ------------------------------------------------------------------------ PostgreSQL
+
+_UNREACHABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+)
+
+
+class _PostgresConnection:
+    dialect = "postgresql"
+
+    def __init__(self, raw: asyncpg.Connection):
+        self._raw = raw
+
+    async def execute(self, query: Query, *args: Any) -> int:
+        status = await self._raw.execute(query.postgresql, *args)
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def executemany(self, query: Query, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            await self._raw.executemany(query.postgresql, rows)
+
+    async def fetch(self, query: Query, *args: Any) -> list[Row]:
+        return list(await self._raw.fetch(query.postgresql, *args))
+
+    async def fetchrow(self, query: Query, *args: Any) -> Row | None:
+        row: Row | None = await self._raw.fetchrow(query.postgresql, *args)
+        return row
+
+    async def fetchval(self, query: Query, *args: Any) -> Any:
+        return await self._raw.fetchval(query.postgresql, *args)
+
+
+class PostgresDatabase:
+    """PostgreSQL through an asyncpg pool."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, pool: asyncpg.Pool):
+        self.url = url
+        self.pool = pool
+
+    @classmethod
+    async def open(cls, url: str, *, min_size: int = 2, max_size: int = 10) -> PostgresDatabase:
+        """Connect a pool; raise :class:`Unavailable` if the server cannot be reached."""
+        try:
+            pool = await asyncpg.create_pool(
+                postgres_dsn(url), min_size=min_size, max_size=max_size, command_timeout=60
+            )
+        except _UNREACHABLE as exc:
+            raise Unavailable(f"cannot reach PostgreSQL: {exc}") from exc
+        return cls(url, pool)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        try:
+            async with self.pool.acquire() as raw, raw.transaction():
+                yield _PostgresConnection(raw)
+        except _UNREACHABLE as exc:
+            raise Unavailable(f"PostgreSQL is unavailable: {exc}") from exc
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        try:
+            async with self.pool.acquire() as raw:
+                yield _PostgresConnection(raw)
+        except _UNREACHABLE as exc:
+            raise Unavailable(f"PostgreSQL is unavailable: {exc}") from exc
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+__all__ = [
+    "Connection",
+    "Database",
+    "PostgresDatabase",
+    "Query",
+    "SQLiteDatabase",
+    "Unavailable",
+    "connect",
+    "sql",
+]

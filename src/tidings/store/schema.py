@@ -1,0 +1,200 @@
+"""The tables, declared once (SQLAlchemy Core) for both databases.
+
+Alembic migrations under ``migrations/`` must produce exactly this schema on SQLite and on
+PostgreSQL; a test compares them. Conventions: times are ``BIGINT`` microseconds since the
+epoch (UTC), JSON is stored as text encoded by msgspec, event ids are signed 64-bit
+(``ids.to_db``), statuses are Adobe's names as text.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+BigInt = sa.BigInteger()
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # rowid alias on SQLite
+
+#: Statuses in which an event sits in the queue (due or leased).
+QUEUED = ("pending", "processing")
+_queued = sa.text("status IN ('pending', 'processing')")
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=False),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=True, comment="wished channel; null: type default"),
+    sa.Column("email", sa.Text, nullable=True),
+    sa.Column("mobile_phone", sa.Text, nullable=True),
+    sa.Column("push_token", sa.Text, nullable=True),
+    sa.Column("external_id", sa.Text, nullable=True),
+    sa.Column("ctx", sa.Text, nullable=False, comment="JSON object"),
+    sa.Column("priority", sa.SmallInteger, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False, comment="api, adobe or soap"),
+    sa.Column("received_at", BigInt, nullable=False),
+    sa.Column("scheduled_at", BigInt, nullable=True),
+    sa.Column("expires_at", BigInt, nullable=True, comment="the event's own expiration"),
+    sa.Column("due_at", BigInt, nullable=False, comment="next claim: schedule, retry or lease end"),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("claimed_at", BigInt, nullable=True),
+    sa.Column("sent_at", BigInt, nullable=True),
+    sa.Column("finished_at", BigInt, nullable=True),
+    sa.Column("publication_id", BigInt, nullable=True),
+    sa.Column("template_version_id", BigInt, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Index(
+        "ix_events_queue", "priority", "due_at",
+        sqlite_where=_queued, postgresql_where=_queued,
+    ),
+    sa.Index("ix_events_type_id", "type", "id"),
+    sa.Index("ix_events_status_id", "status", "id"),
+    sa.Index("ix_events_email", "email"),
+    sa.Index(
+        "ix_events_external_id", "external_id",
+        sqlite_where=sa.text("external_id IS NOT NULL"),
+        postgresql_where=sa.text("external_id IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_events_mobile_phone", "mobile_phone",
+        sqlite_where=sa.text("mobile_phone IS NOT NULL"),
+        postgresql_where=sa.text("mobile_phone IS NOT NULL"),
+    ),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("event_id", BigInt, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("transport", sa.Text, nullable=False),
+    sa.Column("address", sa.Text, nullable=False),
+    sa.Column("message_id", sa.Text, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False, comment="delivered, retry, failed, ignored"),
+    sa.Column("reply", sa.Text, nullable=False),
+    sa.Column("render_us", sa.Integer, nullable=False),
+    sa.Column("send_us", sa.Integer, nullable=False),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.Index("ix_deliveries_event_id", "event_id"),
+)
+
+event_types = sa.Table(
+    "event_types",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("default_channel", sa.Text, nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.Column("updated_at", BigInt, nullable=False),
+)
+
+template_versions = sa.Table(
+    "template_versions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("content", sa.Text, nullable=False, comment="JSON, per channel"),
+    sa.Column("author", sa.Text, nullable=False),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.UniqueConstraint("event_type", "channel", "number"),
+)
+
+publications = sa.Table(
+    "publications",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("version_id", BigInt, nullable=False),
+    sa.Column("content", sa.Text, nullable=False, comment="JSON snapshot of the version"),
+    sa.Column("content_hash", sa.Text, nullable=False),
+    sa.Column("published_by", sa.Text, nullable=False),
+    sa.Column("published_at", BigInt, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Index(
+        "ix_publications_active", "event_type", "channel", unique=True,
+        sqlite_where=sa.text("active"), postgresql_where=sa.text("active"),
+    ),
+)
+
+revisions = sa.Table(
+    "revisions",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", BigInt, nullable=False),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("channel", sa.Text, primary_key=True),
+    sa.Column("address", sa.Text, primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("event_id", BigInt, nullable=True),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.Column("expires_at", BigInt, nullable=True),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("event_id", BigInt, nullable=False),
+    sa.Column("message_id", sa.Text, nullable=False, unique=True),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("recipient", sa.Text, nullable=False),
+    sa.Column("sender", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("html", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("raw", sa.Text, nullable=False, comment="the whole MIME message"),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.Index("ix_outbox_event_id", "event_id"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("prefix", sa.Text, nullable=False, unique=True),
+    sa.Column("secret_hash", sa.Text, nullable=False),
+    sa.Column("scopes", sa.Text, nullable=False, comment="space-separated"),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.Column("revoked_at", BigInt, nullable=True),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("api_key_id", BigInt, primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("request_hash", sa.Text, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.Index("ix_idempotency_keys_created_at", "created_at"),
+)
+
+id_slots = sa.Table(
+    "id_slots",
+    metadata,
+    sa.Column("instance_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("holder", sa.Text, nullable=False),
+    sa.Column("lease_until_ms", BigInt, nullable=False),
+    sa.Column("reserved_until_ms", BigInt, nullable=False),
+)
