@@ -1,0 +1,3 @@
+"""Tidings: self-hosted transactional messaging."""
+
+__version__ = "0.1.0"

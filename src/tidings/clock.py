@@ -49,3 +49,13 @@ def format_adobe(us: int) -> str:
     """``2017-12-01 08:00:00.768Z``: the form Adobe's examples use, without the ``T``."""
     d = to_datetime(us)
     return f"{d:%Y-%m-%d %H:%M:%S}.{d.microsecond // 1000:03d}Z"
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def format_rfc5322(us: int) -> str:
+    """``Mon, 23 Nov 2026 08:55:27 +0000``: an email ``Date`` header (English names, always)."""
+    d = to_datetime(us)
+    return f"{_DAYS[d.weekday()]}, {d.day:02d} {_MONTHS[d.month - 1]} {d.year} {d:%H:%M:%S} +0000"

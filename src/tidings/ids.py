@@ -44,9 +44,14 @@ class IdGenerator:
     def __init__(self, instance_id: int, slot: int, start_ms: int, reserved_until_ms: int):
         if not 0 <= instance_id <= 255:
             raise ValueError("instance_id must be 0-255")
+        self.instance_id = instance_id
+        self.rebind(slot, start_ms, reserved_until_ms)
+
+    def rebind(self, slot: int, start_ms: int, reserved_until_ms: int) -> None:
+        """Mint in ``slot`` from ``start_ms`` on (after leasing a slot)."""
         if not 0 <= slot < SLOTS:
             raise ValueError(f"slot must be 0-{SLOTS - 1}")
-        self._prefix = (instance_id << _INSTANCE_SHIFT) | (slot << SEQ_BITS)
+        self._prefix = (self.instance_id << _INSTANCE_SHIFT) | (slot << SEQ_BITS)
         self._last_ms = start_ms - 1
         self._seq = _SEQ_MAX
         self.reserved_until_ms = reserved_until_ms
@@ -54,6 +59,11 @@ class IdGenerator:
     def extend(self, reserved_until_ms: int) -> None:
         """Move the end of the reservation forward (after a successful lease renewal)."""
         self.reserved_until_ms = max(self.reserved_until_ms, reserved_until_ms)
+
+    @property
+    def last_ms(self) -> int:
+        """The last millisecond ids were minted in (or the one before the first)."""
+        return self._last_ms
 
     def revoke(self) -> None:
         """Stop minting: the lease was lost."""

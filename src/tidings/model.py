@@ -95,13 +95,13 @@ class Recipient(msgspec.Struct, frozen=True, omit_defaults=True):
     """Where an event's message goes; which field is used depends on the channel."""
 
     email: str | None = None
-    mobilePhone: str | None = None  # noqa: N815 - the public field name
-    pushToken: str | None = None  # noqa: N815
-    externalId: str | None = None  # noqa: N815
+    mobilePhone: str | None = None
+    pushToken: str | None = None
+    externalId: str | None = None
 
 
 class Event(msgspec.Struct, frozen=True):
-    """An event as the engine sees it after a claim. Times are microseconds since the epoch."""
+    """An event and its queue state. Times are microseconds since the epoch (UTC)."""
 
     id: int
     type: str
@@ -110,10 +110,34 @@ class Event(msgspec.Struct, frozen=True):
     ctx: dict[str, Any]
     priority: int
     status: EventStatus
+    source: str
     received_at: int
     scheduled_at: int | None
     expires_at: int | None
+    due_at: int
     attempts: int
+    claimed_at: int | None = None
+    sent_at: int | None = None
+    finished_at: int | None = None
+    publication_id: int | None = None
+    template_version_id: int | None = None
+    reason: str | None = None
+
+
+class Delivery(msgspec.Struct, frozen=True):
+    """One attempt to deliver an event's message, as the delivery log keeps it."""
+
+    event_id: int
+    attempt: int
+    channel: Channel
+    transport: str
+    address: str
+    message_id: str
+    outcome: OutcomeKind
+    reply: str
+    render_us: int
+    send_us: int
+    created_at: int
 
 
 class EmailAddress(msgspec.Struct, frozen=True):
@@ -182,3 +206,42 @@ class EventType(msgspec.Struct, frozen=True):
     label: str
     default_channel: Channel
     paused: bool
+
+
+class QuarantineEntry(msgspec.Struct, frozen=True):
+    """An address Tidings will not send to (events to it end ``ignored``)."""
+
+    channel: Channel
+    address: str
+    reason: str
+    source: str
+    created_at: int
+    expires_at: int | None = None
+    event_id: int | None = None
+
+
+class OutboxMessage(msgspec.Struct, frozen=True):
+    """A message kept in the local outbox instead of being sent."""
+
+    event_id: int
+    message_id: str
+    channel: Channel
+    recipient: str
+    sender: str
+    subject: str
+    html: str
+    text: str
+    raw: str
+    created_at: int
+    id: int = 0
+
+
+class ApiKey(msgspec.Struct, frozen=True):
+    """A client credential; only a hash of its secret is stored."""
+
+    id: int
+    name: str
+    prefix: str
+    scopes: frozenset[str]
+    created_at: int
+    revoked_at: int | None = None

@@ -42,8 +42,9 @@ class Settings:
     host: str = _field("127.0.0.1", "Address the HTTP API listens on.")
     port: int = _field(8080, "Port the HTTP API listens on.")
     public_url: str = _field(
-        "", "Base URL clients reach this instance at (`serverUrl` in Adobe answers); "
-        "default `http://<host>:<port>`."
+        "",
+        "Base URL clients reach this instance at (`serverUrl` in Adobe answers); "
+        "default `http://<host>:<port>`.",
     )
     org: str = _field("local", "`{org}` in the Campaign Standard route `/{org}/campaign/...`.")
     transactional_api: str = _field(
@@ -127,12 +128,12 @@ class Settings:
         path = Path(toml_path or env.get("TIDINGS_CONFIG", "tidings.toml"))
         raw: dict[str, Any] = {}
         if path.is_file():
-            with path.open("rb") as f:
-                raw.update(tomllib.load(f))
-        for f in dataclasses.fields(cls):
-            value = env.get(f"TIDINGS_{f.name.upper()}")
+            with path.open("rb") as file:
+                raw.update(tomllib.load(file))
+        for field in dataclasses.fields(cls):
+            value = env.get(f"TIDINGS_{field.name.upper()}")
             if value is not None:
-                raw[f.name] = value
+                raw[field.name] = value
         return cls.from_mapping(raw)
 
     @classmethod
@@ -165,8 +166,14 @@ class Settings:
             raise SettingsError("email_transport is smtp but smtp_host is empty")
         if self.log_format not in ("text", "json"):
             raise SettingsError("log_format must be text or json")
-        for name in ("smtp_pool_size", "worker_concurrency", "claim_batch", "commit_max_rows",
-                     "max_batch_events", "max_body_bytes"):
+        for name in (
+            "smtp_pool_size",
+            "worker_concurrency",
+            "claim_batch",
+            "commit_max_rows",
+            "max_batch_events",
+            "max_body_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
         if not self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")):

@@ -32,6 +32,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
+import msgspec
 
 T = TypeVar("T")
 Row = Sequence[Any]
@@ -65,7 +66,11 @@ def sql(text: str, *, sqlite: str | None = None) -> Query:
 
 
 class Connection(Protocol):
-    """What store functions run their queries on."""
+    """What store functions run their queries on.
+
+    A ``list`` parameter is an array: PostgreSQL receives it as one (``= ANY($1::bigint[])``),
+    SQLite as JSON text to read with ``json_each($1)``.
+    """
 
     dialect: str
 
@@ -138,6 +143,15 @@ def postgres_dsn(url: str) -> str:
 
 # ---------------------------------------------------------------------------- SQLite
 
+_json_encode = msgspec.json.Encoder().encode
+
+
+def _adapt(args: Sequence[Any]) -> Sequence[Any]:
+    """Lists become JSON arrays (SQLite has no array parameters)."""
+    if any(isinstance(a, list) for a in args):
+        return [_json_encode(a).decode() if isinstance(a, list) else a for a in args]
+    return args
+
 
 class _SQLiteConnection:
     """A sqlite3 connection confined to its own thread."""
@@ -188,14 +202,14 @@ class _SQLiteConnection:
         return self._raw.execute(text, args).fetchall()
 
     async def execute(self, query: Query, *args: Any) -> int:
-        return await self._run(self._execute, query.sqlite, args)
+        return await self._run(self._execute, query.sqlite, _adapt(args))
 
     async def executemany(self, query: Query, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             await self._run(self._executemany, query.sqlite, rows)
 
     async def fetch(self, query: Query, *args: Any) -> list[Row]:
-        return await self._run(self._fetch, query.sqlite, args)
+        return await self._run(self._fetch, query.sqlite, _adapt(args))
 
     async def fetchrow(self, query: Query, *args: Any) -> Row | None:
         rows = await self.fetch(query, *args)

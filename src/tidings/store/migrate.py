@@ -53,6 +53,7 @@ async def current(url: str) -> str | None:
     """The revision the database at ``url`` is at (None when never migrated)."""
     target = sqlalchemy_url(url)
     if target.startswith("sqlite"):
+
         def read() -> str | None:
             engine = create_engine(target, poolclass=pool.NullPool)
             with engine.connect() as conn:

@@ -51,19 +51,24 @@ events = sa.Table(
     sa.Column("template_version_id", BigInt, nullable=True),
     sa.Column("reason", sa.Text, nullable=True),
     sa.Index(
-        "ix_events_queue", "priority", "due_at",
-        sqlite_where=_queued, postgresql_where=_queued,
+        "ix_events_queue",
+        "priority",
+        "due_at",
+        sqlite_where=_queued,
+        postgresql_where=_queued,
     ),
     sa.Index("ix_events_type_id", "type", "id"),
     sa.Index("ix_events_status_id", "status", "id"),
     sa.Index("ix_events_email", "email"),
     sa.Index(
-        "ix_events_external_id", "external_id",
+        "ix_events_external_id",
+        "external_id",
         sqlite_where=sa.text("external_id IS NOT NULL"),
         postgresql_where=sa.text("external_id IS NOT NULL"),
     ),
     sa.Index(
-        "ix_events_mobile_phone", "mobile_phone",
+        "ix_events_mobile_phone",
+        "mobile_phone",
         sqlite_where=sa.text("mobile_phone IS NOT NULL"),
         postgresql_where=sa.text("mobile_phone IS NOT NULL"),
     ),
@@ -124,8 +129,12 @@ publications = sa.Table(
     sa.Column("published_at", BigInt, nullable=False),
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Index(
-        "ix_publications_active", "event_type", "channel", unique=True,
-        sqlite_where=sa.text("active"), postgresql_where=sa.text("active"),
+        "ix_publications_active",
+        "event_type",
+        "channel",
+        unique=True,
+        sqlite_where=sa.text("active"),
+        postgresql_where=sa.text("active"),
     ),
 )
 

@@ -1,0 +1,118 @@
+"""Group commit: many callers, one transaction.
+
+:class:`GroupCommitter` collects items handed in by concurrent callers and writes them with
+one call of its ``flush`` function (one transaction) per batch of up to ``max_items`` items.
+A batch starts as soon as the previous one finished; ``max_delay`` lets the first item of an
+idle period wait that long for companions. Each caller is answered only once its batch
+committed, so an answer always means "durable"; if the flush fails, every caller of that
+batch gets the exception and nothing of the batch was written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Closed(RuntimeError):
+    """The committer was closed; the item was not written."""
+
+
+class GroupCommitter(Generic[T, R]):
+    """Batches items into ``flush(items) -> results`` calls (one result per item, in order)."""
+
+    def __init__(
+        self,
+        flush: Callable[[list[T]], Awaitable[Sequence[R]]],
+        *,
+        max_items: int = 1000,
+        max_delay: float = 0.0,
+        name: str = "commit",
+    ):
+        self._flush = flush
+        self._max_items = max_items
+        self._max_delay = max_delay
+        self._name = name
+        self._items: list[T] = []
+        self._futures: list[asyncio.Future[R]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.batches = 0
+        self.items_written = 0
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"tidings-{self._name}"
+            )
+
+    async def submit(self, item: T) -> R:
+        """Write one item; return its result once its batch committed."""
+        if self._closing:
+            raise Closed(f"{self._name} is closed")
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._items.append(item)
+        self._futures.append(future)
+        self._wake.set()
+        self._ensure_running()
+        return await future
+
+    async def submit_many(self, items: Sequence[T]) -> list[R]:
+        """Write several items (they may share batches with others); results in order."""
+        if self._closing:
+            raise Closed(f"{self._name} is closed")
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[R]] = [loop.create_future() for _ in items]
+        self._items.extend(items)
+        self._futures.extend(futures)
+        self._wake.set()
+        self._ensure_running()
+        return list(await asyncio.gather(*futures))
+
+    @property
+    def backlog(self) -> int:
+        """Items waiting for a batch."""
+        return len(self._items)
+
+    async def _run(self) -> None:
+        while True:
+            if not self._items:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if self._max_delay > 0 and len(self._items) < self._max_items:
+                await asyncio.sleep(self._max_delay)
+            items = self._items[: self._max_items]
+            futures = self._futures[: self._max_items]
+            del self._items[: self._max_items]
+            del self._futures[: self._max_items]
+            try:
+                results = await self._flush(items)
+            except BaseException as exc:
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            self.batches += 1
+            self.items_written += len(items)
+            for future, result in zip(futures, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def aclose(self) -> None:
+        """Write what was submitted, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

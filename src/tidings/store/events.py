@@ -1,0 +1,187 @@
+"""Events: insert (the ingest side of the queue), look up, list, and their delivery log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from tidings import ids, model
+from tidings.store.database import Connection, Row, sql
+
+_ctx_decoder = msgspec.json.Decoder(dict[str, Any])
+encode_json = msgspec.json.Encoder().encode
+
+COLUMNS = (
+    "id, type, channel, email, mobile_phone, push_token, external_id, ctx, priority, status, "
+    "source, received_at, scheduled_at, expires_at, due_at, attempts, claimed_at, sent_at, "
+    "finished_at, publication_id, template_version_id, reason"
+)
+
+
+class NewEvent(msgspec.Struct, frozen=True, array_like=True):
+    """An accepted event, ready to be written (status ``pending``)."""
+
+    id: int
+    type: str
+    channel: str | None
+    email: str | None
+    mobile_phone: str | None
+    push_token: str | None
+    external_id: str | None
+    ctx: bytes
+    priority: int
+    source: str
+    received_at: int
+    scheduled_at: int | None
+    expires_at: int | None
+    due_at: int
+
+    def row(self) -> tuple[Any, ...]:
+        """The INSERT parameters."""
+        return (
+            ids.to_db(self.id),
+            self.type,
+            self.channel,
+            self.email,
+            self.mobile_phone,
+            self.push_token,
+            self.external_id,
+            self.ctx.decode(),
+            self.priority,
+            "pending",
+            self.source,
+            self.received_at,
+            self.scheduled_at,
+            self.expires_at,
+            self.due_at,
+            0,
+        )
+
+
+def event_from_row(row: Row) -> model.Event:
+    """A domain event from a row selected with :data:`COLUMNS`."""
+    return model.Event(
+        id=ids.from_db(row[0]),
+        type=row[1],
+        channel=model.Channel(row[2]) if row[2] else None,
+        recipient=model.Recipient(
+            email=row[3], mobilePhone=row[4], pushToken=row[5], externalId=row[6]
+        ),
+        ctx=_ctx_decoder.decode(row[7]),
+        priority=row[8],
+        status=model.EventStatus(row[9]),
+        source=row[10],
+        received_at=row[11],
+        scheduled_at=row[12],
+        expires_at=row[13],
+        due_at=row[14],
+        attempts=row[15],
+        claimed_at=row[16],
+        sent_at=row[17],
+        finished_at=row[18],
+        publication_id=row[19],
+        template_version_id=row[20],
+        reason=row[21],
+    )
+
+
+INSERT_EVENT = sql(
+    """INSERT INTO events (id, type, channel, email, mobile_phone, push_token, external_id,
+       ctx, priority, status, source, received_at, scheduled_at, expires_at, due_at, attempts)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"""
+)
+
+
+async def insert_events(conn: Connection, events: Sequence[NewEvent]) -> None:
+    """Write accepted events; they are due from their ``due_at``."""
+    await conn.executemany(INSERT_EVENT, [e.row() for e in events])
+
+
+GET_EVENT = sql(f"SELECT {COLUMNS} FROM events WHERE id = $1")
+
+
+async def get_event(conn: Connection, event_id: int) -> model.Event | None:
+    """One event by id."""
+    row = await conn.fetchrow(GET_EVENT, ids.to_db(event_id))
+    return None if row is None else event_from_row(row)
+
+
+class EventFilter(msgspec.Struct, frozen=True):
+    """What ``GET /api/v1/events`` may filter on. ``before_id`` is the pagination cursor."""
+
+    status: model.EventStatus | None = None
+    type: str | None = None
+    recipient: str | None = None
+    received_from: int | None = None
+    received_to: int | None = None
+    before_id: int | None = None
+
+
+async def list_events(conn: Connection, where: EventFilter, limit: int) -> list[model.Event]:
+    """Events matching ``where``, newest first, at most ``limit``."""
+    clauses: list[str] = []
+    args: list[Any] = []
+
+    def add(clause: str, *values: Any) -> None:
+        for value in values:
+            args.append(value)
+            clause = clause.replace("?", f"${len(args)}", 1)
+        clauses.append(clause)
+
+    if where.status is not None:
+        add("status = ?", str(where.status))
+    if where.type is not None:
+        add("type = ?", where.type)
+    if where.recipient is not None:
+        r = where.recipient
+        add("(email = ? OR mobile_phone = ? OR external_id = ?)", r, r, r)
+    if where.received_from is not None:
+        add("received_at >= ?", where.received_from)
+    if where.received_to is not None:
+        add("received_at < ?", where.received_to)
+    if where.before_id is not None:
+        add("id < ?", ids.to_db(where.before_id))
+    args.append(limit)
+    text = f"SELECT {COLUMNS} FROM events"
+    if clauses:
+        text += " WHERE " + " AND ".join(clauses)
+    text += f" ORDER BY id DESC LIMIT ${len(args)}"
+    rows = await conn.fetch(sql(text), *args)
+    return [event_from_row(row) for row in rows]
+
+
+GET_DELIVERIES = sql(
+    """SELECT event_id, attempt, channel, transport, address, message_id, outcome, reply,
+       render_us, send_us, created_at FROM deliveries WHERE event_id = $1 ORDER BY id"""
+)
+
+
+async def get_deliveries(conn: Connection, event_id: int) -> list[model.Delivery]:
+    """The delivery log of one event, oldest attempt first."""
+    rows = await conn.fetch(GET_DELIVERIES, ids.to_db(event_id))
+    return [
+        model.Delivery(
+            event_id=ids.from_db(r[0]),
+            attempt=r[1],
+            channel=model.Channel(r[2]),
+            transport=r[3],
+            address=r[4],
+            message_id=r[5],
+            outcome=model.OutcomeKind(r[6]),
+            reply=r[7],
+            render_us=r[8],
+            send_us=r[9],
+            created_at=r[10],
+        )
+        for r in rows
+    ]
+
+
+COUNT_BY_STATUS = sql("SELECT status, COUNT(*) FROM events GROUP BY status")
+
+
+async def count_by_status(conn: Connection) -> dict[str, int]:
+    """How many events are in each status."""
+    return {row[0]: row[1] for row in await conn.fetch(COUNT_BY_STATUS)}

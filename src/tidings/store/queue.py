@@ -1,0 +1,186 @@
+"""The events table as a queue: claim due events with a lease, record what became of them.
+
+An event is *due* when its status is ``pending`` (or ``processing`` with a lease that ran out)
+and ``due_at`` has passed. Claiming sets ``processing``, counts the attempt and moves
+``due_at`` to the lease's end, all in one statement; a worker that dies simply lets the lease
+run out and the event is claimed again. The attempt number doubles as a fencing token: an
+outcome is recorded only if the event is still under the same claim.
+
+Claims take the highest priority first (0-9, 9 first) and, within a priority, the longest-due
+first. Each priority level is read by its own index range so that events scheduled for later
+(or waiting for a retry) are never scanned: on SQLite a ``UNION ALL`` of one sub-select per
+level, on PostgreSQL a ``LATERAL`` join over the levels with ``FOR UPDATE SKIP LOCKED`` so
+that many workers claim disjoint events without waiting on each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from tidings import ids, model
+from tidings.store import events as events_store
+from tidings.store.database import Connection, sql
+
+PRIORITIES = range(9, -1, -1)
+_QUEUED = "status IN ('pending', 'processing')"
+
+_sqlite_due = " UNION ALL ".join(
+    f"SELECT id FROM (SELECT id FROM events WHERE {_QUEUED} AND priority = {p} "
+    f"AND due_at <= $1 ORDER BY due_at LIMIT $3)"
+    for p in PRIORITIES
+)
+
+CLAIM_DUE = sql(
+    f"""WITH due AS (
+          SELECT e.id FROM generate_series(9, 0, -1) AS p(level)
+          CROSS JOIN LATERAL (
+            SELECT id FROM events
+            WHERE {_QUEUED} AND priority = p.level AND due_at <= $1
+            ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) e
+          LIMIT $3)
+        UPDATE events SET status = 'processing', attempts = attempts + 1,
+          claimed_at = $1, due_at = $2
+        FROM due WHERE events.id = due.id
+        RETURNING {", ".join("events." + c.strip() for c in events_store.COLUMNS.split(","))}""",
+    sqlite=f"""UPDATE events SET status = 'processing', attempts = attempts + 1,
+          claimed_at = $1, due_at = $2
+        WHERE id IN (SELECT id FROM ({_sqlite_due}) LIMIT $3)
+        RETURNING {events_store.COLUMNS}""",
+)
+
+
+async def claim_due_events(
+    conn: Connection, *, now: int, lease_until: int, limit: int
+) -> list[model.Event]:
+    """Take up to ``limit`` due events for this worker until ``lease_until``."""
+    rows = await conn.fetch(CLAIM_DUE, now, lease_until, limit)
+    claimed = [events_store.event_from_row(row) for row in rows]
+    claimed.sort(key=lambda e: (-e.priority, e.id))
+    return claimed
+
+
+class Completion(msgspec.Struct, frozen=True):
+    """What became of one claimed event: its next status and what to log about it.
+
+    ``attempt`` is the event's ``attempts`` as claimed (the fencing token). ``due_at`` matters
+    for ``pending`` (the next attempt) and ``paused``.
+    """
+
+    event_id: int
+    attempt: int
+    status: model.EventStatus
+    due_at: int
+    reason: str | None = None
+    sent_at: int | None = None
+    finished_at: int | None = None
+    publication_id: int | None = None
+    template_version_id: int | None = None
+    delivery: model.Delivery | None = None
+    quarantine: model.QuarantineEntry | None = None
+
+
+RECORD_OUTCOME = sql(
+    """UPDATE events SET status = $3, due_at = $4, reason = $5,
+         sent_at = COALESCE($6, sent_at), finished_at = $7,
+         publication_id = COALESCE($8, publication_id),
+         template_version_id = COALESCE($9, template_version_id)
+       WHERE id = $1 AND attempts = $2 AND status = 'processing'"""
+)
+
+INSERT_DELIVERY = sql(
+    """INSERT INTO deliveries (event_id, attempt, channel, transport, address, message_id,
+       outcome, reply, render_us, send_us, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"""
+)
+
+QUARANTINE_ADDRESS = sql(
+    """INSERT INTO quarantine (channel, address, reason, source, event_id, created_at,
+       expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (channel, address) DO NOTHING"""
+)
+
+
+async def record_outcomes(conn: Connection, completions: Sequence[Completion]) -> None:
+    """Write the outcomes of claimed events, their delivery log and any quarantined address."""
+    updates = []
+    deliveries = []
+    quarantined = []
+    for c in completions:
+        model.check_transition(model.EventStatus.PROCESSING, c.status)
+        updates.append(
+            (
+                ids.to_db(c.event_id),
+                c.attempt,
+                str(c.status),
+                c.due_at,
+                c.reason,
+                c.sent_at,
+                c.finished_at,
+                c.publication_id,
+                c.template_version_id,
+            )
+        )
+        if (d := c.delivery) is not None:
+            deliveries.append(
+                (
+                    ids.to_db(d.event_id),
+                    d.attempt,
+                    str(d.channel),
+                    d.transport,
+                    d.address,
+                    d.message_id,
+                    str(d.outcome),
+                    d.reply,
+                    d.render_us,
+                    d.send_us,
+                    d.created_at,
+                )
+            )
+        if (q := c.quarantine) is not None:
+            quarantined.append(
+                (
+                    str(q.channel),
+                    q.address,
+                    q.reason,
+                    q.source,
+                    None if q.event_id is None else ids.to_db(q.event_id),
+                    q.created_at,
+                    q.expires_at,
+                )
+            )
+    await conn.executemany(RECORD_OUTCOME, updates)
+    await conn.executemany(INSERT_DELIVERY, deliveries)
+    await conn.executemany(QUARANTINE_ADDRESS, quarantined)
+
+
+RELEASE = sql(
+    """UPDATE events SET status = 'pending', due_at = $3, attempts = attempts - 1
+       WHERE id = $1 AND attempts = $2 AND status = 'processing'"""
+)
+
+
+async def release_events(conn: Connection, claims: Sequence[tuple[int, int]], now: int) -> None:
+    """Give back claimed events that were not tried (shutdown): ``(event_id, attempt)`` pairs."""
+    await conn.executemany(RELEASE, [(ids.to_db(i), a, now) for i, a in claims])
+
+
+RESUME_PAUSED = sql(
+    "UPDATE events SET status = 'pending', due_at = $2 WHERE type = $1 AND status = 'paused'"
+)
+
+
+async def resume_paused(conn: Connection, event_type: str, now: int) -> int:
+    """Put the paused events of a type back in the queue; return how many."""
+    return await conn.execute(RESUME_PAUSED, event_type, now)
+
+
+QUEUE_DEPTH = sql(f"""SELECT COUNT(*), MIN(due_at) FROM events WHERE {_QUEUED} AND due_at <= $1""")
+
+
+async def queue_depth(conn: Connection, now: int) -> tuple[int, int | None]:
+    """How many events are due now, and since when the oldest one is."""
+    row = await conn.fetchrow(QUEUE_DEPTH, now)
+    assert row is not None
+    return int(row[0]), (None if row[1] is None else int(row[1]))
