@@ -1,0 +1,179 @@
+"""Rendering: a published template version plus an event's data gives a message.
+
+Templates are Jinja2 run in a ``SandboxedEnvironment`` (a template cannot reach Python
+internals, whoever wrote it), compiled once per published version and cached. They see:
+
+- ``ctx``: the event's context (``{{ ctx.firstName }}``),
+- ``recipient``: ``email``, ``mobilePhone``, ``pushToken``, ``externalId``,
+- ``event``: ``id``, ``type``, ``receivedAt``.
+
+A missing variable renders as an empty string, as in Adobe's personalisation; validation at
+publish time is where unknown variables are caught. HTML is autoescaped; subject and text are
+not. Errors raised while rendering (a failing filter, a sandbox violation) become
+:class:`RenderError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+import jinja2.sandbox
+import msgspec
+
+from tidings import clock, model
+
+
+class RenderError(Exception):
+    """A template could not be compiled or rendered; the message says where and why."""
+
+
+class CompiledEmail(msgspec.Struct, frozen=True):
+    """One published email version, compiled."""
+
+    version_id: int
+    subject: Any
+    html: Any | None
+    text: Any | None
+    sender: model.EmailAddress
+    reply_to: model.EmailAddress | None
+    headers: tuple[tuple[str, Any], ...]
+
+
+class _Environment(jinja2.sandbox.SandboxedEnvironment):
+    """The sandbox, with ``ctx.items`` meaning the ctx field ``items``: event data is user
+    data, so on a dict a key wins over a method of the same name (``items``, ``keys``...)."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
+def _environment(autoescape: bool) -> jinja2.sandbox.SandboxedEnvironment:
+    return _Environment(
+        autoescape=autoescape,
+        undefined=jinja2.ChainableUndefined,
+        keep_trailing_newline=True,
+        auto_reload=False,
+        cache_size=0,
+    )
+
+
+def parse_address(text: str) -> model.EmailAddress:
+    """``Name <addr@example.com>`` or a bare address."""
+    text = text.strip()
+    if text.endswith(">") and "<" in text:
+        name, _, addr = text[:-1].rpartition("<")
+        return model.EmailAddress(addr.strip(), name.strip().strip('"').strip())
+    return model.EmailAddress(text)
+
+
+class Renderer:
+    """Compiles published versions (cached by version id) and renders events with them."""
+
+    def __init__(self, *, default_sender: str, message_id_domain: str = "", cache_size: int = 512):
+        self._html = _environment(autoescape=True)
+        self._text = _environment(autoescape=False)
+        self.default_sender = parse_address(default_sender)
+        self.message_id_domain = (
+            message_id_domain or self.default_sender.address.rpartition("@")[2] or "localhost"
+        )
+        self._compiled: dict[int, CompiledEmail] = {}
+        self._cache_size = cache_size
+
+    def _template(self, env: jinja2.Environment, source: str, part: str) -> Any:
+        try:
+            return env.from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(f"{part}: line {exc.lineno}: {exc.message}") from exc
+
+    def compile_email(self, publication: model.Publication) -> CompiledEmail:
+        """The compiled form of a published version (compiled once, then cached)."""
+        compiled = self._compiled.get(publication.version_id)
+        if compiled is None:
+            compiled = self._compile_email(publication)
+            if len(self._compiled) >= self._cache_size:
+                self._compiled.pop(next(iter(self._compiled)))
+            self._compiled[publication.version_id] = compiled
+        return compiled
+
+    def check_email(self, content: model.EmailContent) -> None:
+        """Raise :class:`RenderError` if ``content`` does not compile (nothing is cached)."""
+        self._compile(content, -1)
+
+    def _compile_email(self, publication: model.Publication) -> CompiledEmail:
+        return self._compile(publication.content, publication.version_id)
+
+    def _compile(self, content: model.EmailContent, version_id: int) -> CompiledEmail:
+        sender = (
+            model.EmailAddress(content.sender_address, content.sender_name)
+            if content.sender_address
+            else model.EmailAddress(
+                self.default_sender.address, content.sender_name or self.default_sender.name
+            )
+        )
+        return CompiledEmail(
+            version_id=version_id,
+            subject=self._template(self._text, content.subject, "subject"),
+            html=self._template(self._html, content.html, "html") if content.html else None,
+            text=self._template(self._text, content.text, "text") if content.text else None,
+            sender=sender,
+            reply_to=parse_address(content.reply_to) if content.reply_to else None,
+            headers=tuple(
+                (name, self._template(self._text, value, f"header {name}"))
+                for name, value in content.headers.items()
+            ),
+        )
+
+    def message_id(self, event_id: int) -> str:
+        """The Message-ID of an event's email (stable across retries), without brackets."""
+        return f"{event_id}.tidings@{self.message_id_domain}"
+
+    def render_email(self, compiled: CompiledEmail, event: model.Event) -> model.EmailMessage:
+        """The email ``event`` gets from ``compiled``."""
+        variables = template_variables(event)
+        try:
+            subject = " ".join(compiled.subject.render(variables).split())
+            html = compiled.html.render(variables) if compiled.html is not None else ""
+            text = compiled.text.render(variables) if compiled.text is not None else ""
+            headers = tuple(
+                (name, " ".join(t.render(variables).split())) for name, t in compiled.headers
+            )
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"template error: {exc}") from exc
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise RenderError(f"template error: {type(exc).__name__}: {exc}") from exc
+        return model.EmailMessage(
+            event_id=event.id,
+            message_id=self.message_id(event.id),
+            sender=compiled.sender,
+            to=model.EmailAddress(event.recipient.email or ""),
+            subject=subject,
+            html=html,
+            text=text,
+            reply_to=compiled.reply_to,
+            headers=headers,
+        )
+
+
+def template_variables(event: model.Event) -> dict[str, Any]:
+    """What a template sees of an event."""
+    r = event.recipient
+    return {
+        "ctx": event.ctx,
+        "recipient": {
+            "email": r.email,
+            "mobilePhone": r.mobilePhone,
+            "pushToken": r.pushToken,
+            "externalId": r.externalId,
+        },
+        "event": {
+            "id": str(event.id),
+            "type": event.type,
+            "receivedAt": clock.format_iso(event.received_at),
+        },
+    }

@@ -1,0 +1,106 @@
+"""Routing and the checks before rendering: which template, or why none.
+
+:class:`Routing` is a snapshot of the event types and active publications; the worker
+reloads it when the store's routing revision changes. :func:`decide` is pure: given an
+event, the snapshot, the quarantined addresses and the time, it says what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from tidings import model
+
+S = model.EventStatus
+
+
+class Routing(msgspec.Struct, frozen=True):
+    """Event types and the publication for each (type, channel)."""
+
+    revision: int
+    types: dict[str, model.EventType]
+    publications: dict[tuple[str, model.Channel], model.Publication]
+
+    @classmethod
+    def build(
+        cls,
+        revision: int,
+        types: Iterable[model.EventType],
+        publications: Iterable[model.Publication],
+    ) -> Routing:
+        """A snapshot from store records."""
+        return cls(
+            revision=revision,
+            types={t.name: t for t in types},
+            publications={(p.event_type, p.channel): p for p in publications},
+        )
+
+    def channel_for(self, event_type: str, wished: model.Channel | None) -> model.Channel | None:
+        """The channel an event goes by: its wish, or its type's default."""
+        if wished is not None:
+            return wished
+        known = self.types.get(event_type)
+        return None if known is None else known.default_channel
+
+
+class Deliver(msgspec.Struct, frozen=True):
+    """Render with ``publication`` and send on ``channel`` to ``address``."""
+
+    publication: model.Publication
+    channel: model.Channel
+    address: str
+
+
+class Finish(msgspec.Struct, frozen=True):
+    """Do not send: move the event to ``status`` for ``reason``."""
+
+    status: model.EventStatus
+    reason: str
+    publication: model.Publication | None = None
+
+
+def address_for(channel: model.Channel, recipient: model.Recipient) -> str | None:
+    """The recipient field a channel sends to."""
+    if channel is model.Channel.EMAIL:
+        return recipient.email
+    if channel is model.Channel.SMS:
+        return recipient.mobilePhone
+    if channel is model.Channel.PUSH:
+        return recipient.pushToken
+    return None
+
+
+def decide(
+    event: model.Event,
+    routing: Routing,
+    *,
+    quarantined: set[str],
+    now: int,
+    deadline: int,
+) -> Deliver | Finish:
+    """What to do with a claimed event, in Adobe's order: route, then check (too old,
+    paused, quarantined)."""
+    event_type = routing.types.get(event.type)
+    if event_type is None:
+        return Finish(S.ROUTING_FAILED, f"unknown event type {event.type!r}")
+    channel = routing.channel_for(event.type, event.channel)
+    assert channel is not None
+    publication = routing.publications.get((event.type, channel))
+    if publication is None:
+        return Finish(
+            S.ROUTING_FAILED, f"no published {channel} template for event type {event.type!r}"
+        )
+    if now > deadline:
+        return Finish(S.TOO_OLD, "expired before it could be sent", publication)
+    if event_type.paused:
+        return Finish(S.PAUSED, f"event type {event.type!r} is paused", publication)
+    address = address_for(channel, event.recipient)
+    if not address:
+        return Finish(
+            S.ROUTING_FAILED, f"the event has no address for the {channel} channel", publication
+        )
+    if address in quarantined:
+        return Finish(S.IGNORED, f"{address} is quarantined", publication)
+    return Deliver(publication, channel, address)

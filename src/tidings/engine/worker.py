@@ -1,0 +1,303 @@
+"""The worker: claim due events, route, check, render, deliver, record.
+
+One loop claims batches of due events (one transaction, which also reads the routing
+revision) while up to ``worker_concurrency`` events are being sent. Each event runs as its
+own task: :func:`route.decide`, rendering, ``Transport.send`` (no database connection is held
+meanwhile), then its :class:`~tidings.store.queue.Completion` joins the next group commit of
+outcomes. The loop sleeps until woken (a commit in this process, a notification) or until the
+poll interval passes.
+
+Stopping: claiming stops at once; in-flight sends get ``shutdown_grace`` seconds to finish,
+and events still in flight after that are released to the queue for another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Mapping
+
+from tidings import clock, model
+from tidings.channels import base
+from tidings.engine import render, retry, route
+from tidings.settings import Settings
+from tidings.store import batching, catalog, queue
+from tidings.store import quarantine as quarantine_store
+from tidings.store.database import Database, Unavailable
+
+log = logging.getLogger("tidings.worker")
+S = model.EventStatus
+_FINAL_KIND = {
+    model.OutcomeKind.DELIVERED: S.PROCESSED,
+    model.OutcomeKind.FAILED: S.DELIVERY_FAILED,
+    model.OutcomeKind.IGNORED: S.IGNORED,
+}
+
+
+class Worker:
+    """Sends due events until stopped."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        transports: Mapping[model.Channel, base.Transport[model.EmailMessage]],
+        renderer: render.Renderer,
+        rng: random.Random | None = None,
+    ):
+        self.db = db
+        self.settings = settings
+        self.transports = transports
+        self.renderer = renderer
+        self.routing = route.Routing.build(-1, (), ())
+        self._rng = rng or random.Random()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._inflight: dict[int, tuple[int, asyncio.Task[None]]] = {}
+        self._slots = asyncio.Semaphore(settings.worker_concurrency)
+        self._task: asyncio.Task[None] | None = None
+        self.recorder: batching.GroupCommitter[queue.Completion, None] = batching.GroupCommitter(
+            self._record, max_items=1000, name="outcomes"
+        )
+        self.claimed = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Run the claim loop in the background."""
+        self._task = asyncio.get_running_loop().create_task(self.run(), name="tidings-worker")
+
+    def wake(self) -> None:
+        """Look for due events now (called after a commit of new events)."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop claiming, let in-flight sends finish (up to the grace period), release the
+        rest, and write every outcome."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        tasks = [t for _, t in self._inflight.values()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace)
+            leftovers = [(eid, a) for eid, (a, t) in self._inflight.items() if t in pending]
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if leftovers:
+                async with self.db.transaction() as conn:
+                    await queue.release_events(conn, leftovers, clock.now_us())
+                log.info("released %d in-flight events", len(leftovers))
+        await self.recorder.aclose()
+
+    async def run(self) -> None:
+        """Claim and dispatch until stopped."""
+        while not self._stopping:
+            # Cleared before claiming, so a wake-up that arrives during the claim is kept.
+            self._wake.clear()
+            try:
+                claimed = await self.claim_once()
+            except Unavailable as exc:
+                log.warning("database unavailable, retrying: %s", exc)
+                await self._sleep(self.settings.poll_interval)
+                continue
+            if len(claimed) < self.settings.claim_batch:
+                await self._sleep(self.settings.poll_interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    # ------------------------------------------------------------------ claiming
+
+    async def claim_once(self) -> list[model.Event]:
+        """Claim one batch (as much as free capacity allows) and start sending it."""
+        free = self.settings.worker_concurrency - len(self._inflight)
+        if free <= 0:
+            # Wait for a send to finish rather than spinning.
+            async with self._slots:
+                pass
+            return []
+        limit = min(free, self.settings.claim_batch)
+        now = clock.now_us()
+        lease_until = now + int(self.settings.lease_seconds * 1_000_000)
+        async with self.db.transaction() as conn:
+            claimed = await queue.claim_due_events(
+                conn, now=now, lease_until=lease_until, limit=limit
+            )
+            revision = await catalog.routing_revision(conn)
+        if revision != self.routing.revision:
+            await self.reload_routing()
+        if not claimed:
+            return claimed
+        self.claimed += len(claimed)
+        emails = [e.recipient.email for e in claimed if e.recipient.email]
+        async with self.db.connection() as conn:
+            quarantined = await quarantine_store.find_quarantined(
+                conn, model.Channel.EMAIL, emails, now
+            )
+        loop = asyncio.get_running_loop()
+        for event in claimed:
+            await self._slots.acquire()
+            task = loop.create_task(self._process(event, quarantined))
+            self._inflight[event.id] = (event.attempts, task)
+        return claimed
+
+    async def reload_routing(self) -> None:
+        """Read event types and publications again."""
+        async with self.db.connection() as conn:
+            self.routing = route.Routing.build(*await catalog.load_routing(conn))
+
+    # ------------------------------------------------------------------ one event
+
+    async def _process(self, event: model.Event, quarantined: set[str]) -> None:
+        try:
+            completion = await self.handle(event, quarantined)
+            await self.recorder.submit(completion)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The lease will run out and the event will be tried again.
+            log.exception("event %s: unexpected error", event.id)
+        finally:
+            self._inflight.pop(event.id, None)
+            self._slots.release()
+
+    async def handle(self, event: model.Event, quarantined: set[str]) -> queue.Completion:
+        """Take one claimed event to its next status."""
+        now = clock.now_us()
+        deadline = retry.deadline(event, int(self.settings.event_validity * 1_000_000))
+        decision = route.decide(
+            event, self.routing, quarantined=quarantined, now=now, deadline=deadline
+        )
+        if isinstance(decision, route.Finish):
+            return self._finish(event, decision.status, decision.reason, decision.publication)
+        publication, channel = decision.publication, decision.channel
+        transport = self.transports.get(channel)
+        if transport is None:
+            return self._finish(
+                event, S.ROUTING_FAILED, f"no transport for the {channel} channel", publication
+            )
+        started = time.perf_counter_ns()
+        try:
+            message = self.renderer.render_email(self.renderer.compile_email(publication), event)
+        except render.RenderError as exc:
+            return self._finish(event, S.DELIVERY_FAILED, str(exc), publication)
+        rendered = time.perf_counter_ns()
+        outcome = await transport.send(message)
+        sent = time.perf_counter_ns()
+        now = clock.now_us()
+        delivery = model.Delivery(
+            event_id=event.id,
+            attempt=event.attempts,
+            channel=channel,
+            transport=transport.name,
+            address=decision.address,
+            message_id=message.message_id,
+            outcome=outcome.kind,
+            reply=outcome.reply,
+            render_us=(rendered - started) // 1000,
+            send_us=(sent - rendered) // 1000,
+            created_at=now,
+        )
+        quarantine = (
+            model.QuarantineEntry(
+                channel=channel,
+                address=decision.address,
+                reason=outcome.reply,
+                source=transport.name,
+                created_at=now,
+                event_id=event.id,
+            )
+            if outcome.quarantine
+            else None
+        )
+        if outcome.kind is model.OutcomeKind.RETRY:
+            due = retry.next_attempt_at(
+                event,
+                now,
+                retry_after=outcome.retry_after,
+                base=self.settings.retry_base,
+                cap=self.settings.retry_max,
+                rng=self._rng,
+            )
+            if due > deadline:
+                status, reason = S.TOO_OLD, f"expired while retrying: {outcome.reply}"
+                return self._completion(
+                    event, status, reason, publication, delivery=delivery, finished=now
+                )
+            return self._completion(
+                event,
+                S.PENDING,
+                f"attempt {event.attempts} failed: {outcome.reply}",
+                publication,
+                due_at=due,
+                delivery=delivery,
+            )
+        status = _FINAL_KIND[outcome.kind]
+        return self._completion(
+            event,
+            status,
+            None if status is S.PROCESSED else outcome.reply,
+            publication,
+            delivery=delivery,
+            quarantine=quarantine,
+            finished=now,
+            sent=now if status is S.PROCESSED else None,
+        )
+
+    def _finish(
+        self,
+        event: model.Event,
+        status: model.EventStatus,
+        reason: str,
+        publication: model.Publication | None,
+    ) -> queue.Completion:
+        now = clock.now_us()
+        final = status in model.FINAL_STATUSES
+        return self._completion(event, status, reason, publication, finished=now if final else None)
+
+    @staticmethod
+    def _completion(
+        event: model.Event,
+        status: model.EventStatus,
+        reason: str | None,
+        publication: model.Publication | None,
+        *,
+        due_at: int | None = None,
+        delivery: model.Delivery | None = None,
+        quarantine: model.QuarantineEntry | None = None,
+        finished: int | None = None,
+        sent: int | None = None,
+    ) -> queue.Completion:
+        return queue.Completion(
+            event_id=event.id,
+            attempt=event.attempts,
+            status=status,
+            due_at=due_at if due_at is not None else clock.now_us(),
+            reason=reason,
+            sent_at=sent,
+            finished_at=finished,
+            publication_id=None if publication is None else publication.id,
+            template_version_id=None if publication is None else publication.version_id,
+            delivery=delivery,
+            quarantine=quarantine,
+        )
+
+    async def _record(self, completions: list[queue.Completion]) -> list[None]:
+        while True:
+            try:
+                async with self.db.transaction() as conn:
+                    await queue.record_outcomes(conn, completions)
+                return [None] * len(completions)
+            except Unavailable as exc:
+                # Keep the outcomes until the database is back: the messages were sent, and
+                # recording them late beats sending them twice after the lease runs out.
+                log.warning("cannot record %d outcomes yet: %s", len(completions), exc)
+                await asyncio.sleep(min(self.settings.poll_interval, 1.0))
