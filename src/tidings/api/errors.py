@@ -1,0 +1,175 @@
+"""Errors as every Tidings HTTP surface answers them.
+
+The body is always JSON::
+
+    {"error": {"status": 422, "code": "invalid_email",
+               "message": "'x@' is not a valid email address", "field": "$.recipient.email"}}
+
+``code`` is for programs (stable, documented in the README); ``message`` for people; ``field``
+(a JSON path) when one field is at fault. Codes by status:
+
+====  ===========================================================================
+400   ``malformed_json`` (the body is not JSON, or not an object)
+401   ``unauthorized`` (no key, or a key that is unknown or revoked)
+403   ``forbidden`` (the key lacks the scope)
+404   ``not_found``, ``unknown_event_type`` (Campaign Standard route)
+405   ``method_not_allowed``
+413   ``body_too_large``, ``batch_too_large``
+415   ``unsupported_media_type`` (send ``application/json``)
+422   ``invalid_field``, ``missing_field``, ``unknown_field``, ``invalid_email``,
+      ``invalid_phone``, ``invalid_date``, ``missing_recipient``,
+      ``expiration_before_scheduled``, ``idempotency_key_reused``
+503   ``unavailable`` (the database cannot be reached; retry after ``Retry-After``)
+====  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from tidings.store.database import Unavailable
+
+log = logging.getLogger("tidings.api")
+JSON = "application/json"
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    """The inside of an error answer."""
+
+    status: int
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(msgspec.Struct):
+    """An error answer."""
+
+    error: ErrorBody
+
+
+class ApiError(Exception):
+    """An error to answer with; raise it from any handler."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.body = ErrorBody(status, code, message, field)
+        self.headers = headers or {}
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def error_body(error: ErrorBody) -> bytes:
+    """The JSON of an error answer."""
+    return _encode(ErrorResponse(error))
+
+
+def respond(error: ApiError) -> Response[bytes]:
+    """The response for an :class:`ApiError`."""
+    return Response(
+        error_body(error.body),
+        status_code=error.body.status,
+        media_type=JSON,
+        headers=error.headers,
+    )
+
+
+# msgspec reports "Expected `int`, got `str` - at `$.priority`" or "Object missing required
+# field `type`" (optionally "- at `$.recipient`"). We keep its words and lift the path.
+_AT = re.compile(r" - at `(\$[^`]*)`$")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+_UNKNOWN = re.compile(r"unknown field `([^`]+)`")
+
+
+def from_validation(exc: msgspec.ValidationError, prefix: str = "$") -> ApiError:
+    """A 422 naming the field a msgspec validation error is about."""
+    text = str(exc)
+    path = prefix
+    at = _AT.search(text)
+    if at:
+        text = text[: at.start()]
+        path = prefix + at.group(1)[1:]
+    code = "invalid_field"
+    if m := _MISSING.search(text):
+        code, path = "missing_field", f"{path}.{m.group(1)}"
+        text = f"missing required field {m.group(1)!r}"
+    elif m := _UNKNOWN.search(text):
+        code, path = "unknown_field", f"{path}.{m.group(1)}"
+        text = f"unknown field {m.group(1)!r}"
+    return ApiError(422, code, text, field=path)
+
+
+def handle_api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[bytes]:
+    """Litestar exception handler for :class:`ApiError`."""
+    return respond(exc)
+
+
+def handle_unavailable(_: Request[Any, Any, Any], exc: Unavailable) -> Response[bytes]:
+    """The database is down: nothing was acknowledged, the client should retry."""
+    log.warning("answering 503: %s", exc)
+    return respond(
+        ApiError(
+            503,
+            "unavailable",
+            "the database is unavailable; retry later",
+            headers={"Retry-After": "5"},
+        )
+    )
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    """Litestar's own HTTP errors (404 for unknown routes, 405, 413, parameter validation)
+    in our format."""
+    if isinstance(exc, ValidationException):
+        # A query or path parameter that does not fit its declared type.
+        extra = exc.extra[0] if isinstance(exc.extra, list) and exc.extra else {}
+        field = extra.get("key") if isinstance(extra, dict) else None
+        message = extra.get("message") if isinstance(extra, dict) else None
+        return respond(
+            ApiError(
+                422,
+                "invalid_field",
+                str(message or exc.detail),
+                field=str(field) if field else None,
+            )
+        )
+    status = exc.status_code
+    message = exc.detail if isinstance(exc.detail, str) and exc.detail else "request failed"
+    if status == 413:
+        message = "the request body is too large"
+    return respond(
+        ApiError(status, _HTTP_CODES.get(status, "error"), message, headers=exc.headers or None)
+    )
+
+
+def handle_crash(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Anything unexpected: log it, answer 500 without internals."""
+    log.exception("unhandled error", exc_info=exc)
+    return respond(ApiError(500, "internal_error", "internal error; see the server log"))

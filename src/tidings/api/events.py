@@ -1,0 +1,226 @@
+"""The native events API: ``/api/v1/events``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, Router, get, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+
+from tidings import clock, ids, ingest, model
+from tidings.api import auth, intake, payloads
+from tidings.api.errors import JSON, ApiError, ErrorResponse, from_validation
+from tidings.app import App
+from tidings.store import events as events_store
+
+_event_in = msgspec.json.Decoder(payloads.EventIn)
+_batch_in = msgspec.json.Decoder(payloads.BatchIn)
+_encode = msgspec.json.Encoder().encode
+
+_ERRORS = {
+    code: ResponseSpec(ErrorResponse, description=text)
+    for code, text in {
+        400: "Malformed JSON",
+        401: "Missing, unknown or revoked API key",
+        403: "The API key lacks the scope",
+        413: "Body (or batch) too large",
+        415: "Not JSON",
+        422: "Invalid field (the error names it)",
+        503: "Database unavailable; retry after Retry-After",
+    }.items()
+}
+
+
+def router(app: App) -> Router:
+    """The routes, bound to ``app``."""
+    events_scope = auth.require("events", app.authenticate)
+
+    @post(
+        "/events",
+        summary="Send one event",
+        description="Stores the event (answering only after it is committed) and returns it "
+        "with status `pending`. Send `Idempotency-Key` to make retries safe.",
+        responses={201: ResponseSpec(payloads.EventOut, description="Stored"), **_ERRORS},
+        status_code=201,
+        guards=[events_scope],
+        operation_id="createEvent",
+        request_body_doc=payloads.EventIn,
+    )
+    async def create_event(request: Request[Any, Any, Any]) -> Response[bytes]:
+        body = await intake.read_body(request)
+
+        def build() -> intake.Prepared:
+            payload = intake.decode(body, _event_in)
+            try:
+                event = app.ingest.prepare(payload.submission())
+            except ingest.InvalidEvent as exc:
+                raise intake.invalid(exc) from None
+            out = payloads.accepted_out(event, payload.ctx)
+            return intake.Prepared([event], 201, _encode(out), {"Location": out.href})
+
+        return await intake.commit(request, app, body, build)
+
+    @post(
+        "/events/batch",
+        summary="Send up to 1,000 events",
+        description="Each item is validated on its own: valid items are stored even when "
+        "others are rejected. The answer has one result per item, in order.",
+        responses={200: ResponseSpec(payloads.BatchOut, description="Per-item results"), **_ERRORS},
+        status_code=200,
+        guards=[events_scope],
+        operation_id="createEvents",
+        request_body_doc=payloads.BatchInDoc,
+    )
+    async def create_events(request: Request[Any, Any, Any]) -> Response[bytes]:
+        body = await intake.read_body(request)
+
+        def build() -> intake.Prepared:
+            batch = intake.decode(body, _batch_in)
+            limit = app.settings.max_batch_events
+            if len(batch.events) > limit:
+                raise ApiError(
+                    413,
+                    "batch_too_large",
+                    f"a batch holds at most {limit} events, not {len(batch.events)}",
+                )
+            accepted: list[events_store.NewEvent] = []
+            results: list[payloads.BatchItemResult] = []
+            for index, raw in enumerate(batch.events):
+                try:
+                    payload = _event_in.decode(raw)
+                    event = app.ingest.prepare(payload.submission())
+                except msgspec.ValidationError as exc:
+                    error = from_validation(exc).body
+                    results.append(_item_error(index, error.code, error.message, error.field))
+                    continue
+                except ingest.InvalidEvent as exc:
+                    results.append(_item_error(index, exc.code, exc.message, exc.field))
+                    continue
+                accepted.append(event)
+                results.append(
+                    payloads.BatchItemResult(index, event=payloads.accepted_out(event, payload.ctx))
+                )
+            out = payloads.BatchOut(len(accepted), len(results) - len(accepted), results)
+            return intake.Prepared(accepted, 200, _encode(out))
+
+        return await intake.commit(request, app, body, build)
+
+    @get(
+        "/events/{event_id:str}",
+        summary="An event, its status, timeline and delivery log",
+        responses={
+            200: ResponseSpec(payloads.EventDetail, description="The event"),
+            404: ResponseSpec(ErrorResponse, description="No such event"),
+        },
+        guards=[events_scope],
+        operation_id="getEvent",
+    )
+    async def get_event(event_id: str) -> Response[bytes]:
+        number = ids.parse(event_id)
+        event = None
+        if number is not None:
+            async with app.db.connection() as conn:
+                event = await events_store.get_event(conn, number)
+                deliveries = await events_store.get_deliveries(conn, number) if event else []
+        if event is None:
+            raise ApiError(404, "not_found", f"no event {event_id}")
+        return Response(_encode(payloads.event_detail(event, deliveries)), media_type=JSON)
+
+    @get(
+        "/events",
+        summary="Find events",
+        description="Newest first. Filters combine; `next` in the answer is the `cursor` "
+        "of the following page.",
+        responses={
+            200: ResponseSpec(payloads.EventPage, description="A page of events"),
+            422: ResponseSpec(ErrorResponse, description="Invalid filter"),
+        },
+        guards=[events_scope],
+        operation_id="listEvents",
+    )
+    async def list_events(
+        status: str | None = Parameter(default=None, description="an event status"),
+        event_type: str | None = Parameter(
+            query="type", default=None, description="event type name"
+        ),
+        recipient: str | None = Parameter(
+            default=None, description="email, mobile phone or external id"
+        ),
+        received_from: str | None = Parameter(
+            query="from", default=None, description="received at or after (ISO 8601)"
+        ),
+        received_to: str | None = Parameter(
+            query="to", default=None, description="received before (ISO 8601)"
+        ),
+        limit: str | None = Parameter(default=None, description="page size, 1-500 (50)"),
+        cursor: str | None = Parameter(default=None, description="`next` of the last page"),
+    ) -> Response[bytes]:
+        where = events_store.EventFilter(
+            status=_status(status),
+            type=event_type,
+            recipient=recipient,
+            received_from=_time(received_from, "from"),
+            received_to=_time(received_to, "to"),
+            before_id=_cursor(cursor),
+        )
+        size = _limit(limit)
+        async with app.db.connection() as conn:
+            found = await events_store.list_events(conn, where, size + 1)
+        page = found[:size]
+        following = str(page[-1].id) if len(found) > size else None
+        return Response(
+            _encode(payloads.EventPage([payloads.event_out(e) for e in page], following)),
+            media_type=JSON,
+        )
+
+    return Router(
+        "/api/v1",
+        route_handlers=[create_event, create_events, get_event, list_events],
+        tags=["events"],
+    )
+
+
+def _item_error(index: int, code: str, message: str, field: str | None) -> payloads.BatchItemResult:
+    """A rejected batch item; its field path is rooted at the item."""
+    path = f"$.events[{index}]{field[1:]}" if field else f"$.events[{index}]"
+    return payloads.BatchItemResult(index, error=payloads.ItemError(code, message, path))
+
+
+def _status(text: str | None) -> model.EventStatus | None:
+    if text is None:
+        return None
+    try:
+        return model.EventStatus(text)
+    except ValueError:
+        names = ", ".join(s.value for s in model.EventStatus)
+        raise ApiError(
+            422, "invalid_field", f"status must be one of {names}", field="status"
+        ) from None
+
+
+def _time(text: str | None, name: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return clock.parse_iso(text)
+    except ValueError:
+        raise ApiError(422, "invalid_date", f"{name} is not an ISO 8601 date", field=name) from None
+
+
+def _cursor(text: str | None) -> int | None:
+    if text is None:
+        return None
+    value = ids.parse(text)
+    if value is None:
+        raise ApiError(422, "invalid_field", "cursor is not one this API gave", field="cursor")
+    return value
+
+
+def _limit(text: str | None) -> int:
+    if text is None:
+        return 50
+    if not text.isdigit() or not 1 <= int(text) <= 500:
+        raise ApiError(422, "invalid_field", "limit must be 1-500", field="limit")
+    return int(text)

@@ -1,0 +1,120 @@
+"""What every event-submitting route shares: reading the body, and committing with an
+optional ``Idempotency-Key``.
+
+A request carrying ``Idempotency-Key: <text>`` (per API key, remembered ``idempotency_ttl``
+seconds) that repeats an earlier one with the same body gets the earlier answer, byte for
+byte, and stores nothing; with a different body it gets a 422 ``idempotency_key_reused``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import Request, Response
+
+from tidings import ingest
+from tidings.api import auth
+from tidings.api.errors import JSON, ApiError, from_validation
+from tidings.app import App
+from tidings.store import events as events_store
+
+T = TypeVar("T")
+_JSON_TYPES = ("application/json", "text/json")
+
+
+async def read_body(request: Request[Any, Any, Any]) -> bytes:
+    """The request body, after checking its media type (415) and size (413)."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type not in _JSON_TYPES and not media_type.endswith("+json"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send JSON with Content-Type: application/json;charset=utf-8",
+        )
+    return await request.body()
+
+
+def decode(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+    """Decode a JSON body: 400 if it is not JSON, 422 naming the field if it does not fit."""
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise from_validation(exc) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+
+
+def invalid(exc: ingest.InvalidEvent, status: int = 422) -> ApiError:
+    """The API error for an event ingest refused."""
+    return ApiError(status, exc.code, exc.message, field=exc.field)
+
+
+class Prepared(msgspec.Struct, frozen=True):
+    """Validated events to write, and the answer to give once they are committed."""
+
+    events: Sequence[events_store.NewEvent]
+    status: int
+    body: bytes
+    headers: dict[str, str] = {}
+
+    def response(self) -> Response[bytes]:
+        """The answer."""
+        return Response(
+            self.body, status_code=self.status, media_type=JSON, headers=self.headers or None
+        )
+
+
+async def commit(
+    request: Request[Any, Any, Any],
+    app: App,
+    body: bytes,
+    build: Callable[[], Prepared],
+) -> Response[bytes]:
+    """Run ``build`` (validate; say what to write and what to answer), commit the events,
+    and answer; honouring ``Idempotency-Key``."""
+    idem = request.headers.get("idempotency-key")
+    if idem is None:
+        prepared = build()
+        await app.ingest.commit(prepared.events)
+        return prepared.response()
+    if not 0 < len(idem) <= 255:
+        raise ApiError(
+            422,
+            "invalid_field",
+            "Idempotency-Key must be 1-255 characters",
+            field="Idempotency-Key",
+        )
+    key = auth.current_key(request)
+    ttl = int(app.settings.idempotency_ttl * 1_000_000)
+    digest = hashlib.sha256(request.url.path.encode() + b"\n" + body).hexdigest()
+    stored = await app.ingest.find_keyed(key.id, idem, ttl)
+    if stored is None:
+        prepared = build()
+        stored = await app.ingest.commit_keyed(
+            prepared.events,
+            api_key_id=key.id,
+            key=idem,
+            request_hash=digest,
+            status_code=prepared.status,
+            body=prepared.body.decode(),
+            ttl_us=ttl,
+        )
+        if stored is None:
+            return prepared.response()
+    stored_hash, stored_status, stored_body = stored
+    if stored_hash != digest:
+        raise ApiError(
+            422,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request body",
+            field="Idempotency-Key",
+        )
+    return Response(
+        stored_body.encode(),
+        status_code=stored_status,
+        media_type=JSON,
+        headers={"Idempotent-Replayed": "true"},
+    )

@@ -1,0 +1,217 @@
+"""The :class:`App`: everything one Tidings process owns, built from :class:`Settings`.
+
+No import-time globals: the CLI, the HTTP server and the tests each build an App, use it in
+an ``async with``, and it closes what it opened (worker first, then ingest, transports and
+the database), committing everything that was acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from tidings import apikeys, ids, ingest, model
+from tidings.channels import base
+from tidings.channels.email import outbox as outbox_transport
+from tidings.channels.email import smtp
+from tidings.engine import render, route, worker
+from tidings.settings import Settings
+from tidings.store import batching, catalog, database, keys, migrate, nodes
+from tidings.store import outbox as outbox_store
+
+log = logging.getLogger("tidings")
+
+ID_LEASE_MS = 30_000
+_KEY_CACHE_SECONDS = 10.0
+_ROUTING_CACHE_SECONDS = 1.0
+
+
+class App:
+    """One process's database, ingest, worker and transports."""
+
+    def __init__(self, settings: Settings, db: database.Database):
+        self.settings = settings
+        self.db = db
+        self.holder = uuid.uuid4().hex
+        self.slot = -1
+        self.ids = ids.IdGenerator(settings.instance_id, 0, 0, -1)
+        self.renderer = render.Renderer(
+            default_sender=settings.default_sender,
+            message_id_domain=settings.message_id_domain,
+        )
+        self.outbox: batching.GroupCommitter[model.OutboxMessage, None] = batching.GroupCommitter(
+            self._keep_outbox, max_items=500, name="outbox"
+        )
+        self.transports: dict[model.Channel, base.Transport[model.EmailMessage]] = {
+            model.Channel.EMAIL: self._email_transport()
+        }
+        self.worker: worker.Worker | None = None
+        self.ingest = ingest.Ingest(
+            db,
+            self.ids,
+            routing=self.routing,
+            on_commit=self._on_commit,
+            max_rows=settings.commit_max_rows,
+            max_delay=settings.commit_max_delay,
+        )
+        self._routing = route.Routing.build(-1, (), ())
+        self._routing_checked = 0.0
+        self._routing_refresh: asyncio.Task[None] | None = None
+        self._keys: dict[str, tuple[model.ApiKey, float]] = {}
+        self._background: list[asyncio.Task[None]] = []
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(
+        cls, settings: Settings, *, run_worker: bool = True, migrate_schema: bool = True
+    ) -> AsyncIterator[App]:
+        """Open the database (migrating it), start the worker, and close it all at the end."""
+        if migrate_schema:
+            await asyncio.to_thread(migrate.upgrade, settings.database_url)
+        db = await database.connect(settings.database_url)
+        app = cls(settings, db)
+        try:
+            await app.start(run_worker=run_worker)
+            yield app
+        finally:
+            await app.close()
+
+    async def start(self, *, run_worker: bool) -> None:
+        """Lease an id slot, load routing, start the worker."""
+        await self._lease_id_slot()
+        self._background.append(asyncio.create_task(self._renew_id_slot(), name="tidings-ids"))
+        await self.refresh_routing()
+        if run_worker:
+            self.worker = worker.Worker(
+                self.db, self.settings, transports=self.transports, renderer=self.renderer
+            )
+            self.worker.start()
+
+    async def close(self) -> None:
+        """Stop the worker, commit what was accepted, close transports and the database."""
+        if self.worker is not None:
+            await self.worker.stop()
+        await self.ingest.aclose()
+        await self.outbox.aclose()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        for transport in self.transports.values():
+            await transport.aclose()
+        if self.slot >= 0:
+            with contextlib.suppress(Exception):
+                async with self.db.transaction() as conn:
+                    await nodes.release_slot(
+                        conn, self.settings.instance_id, self.slot, self.holder, self.ids.last_ms
+                    )
+        await self.db.close()
+
+    # ---------------------------------------------------------------- event ids
+
+    async def _lease_id_slot(self) -> None:
+        async with self.db.transaction() as conn:
+            slot, start, until = await nodes.acquire_slot(
+                conn, self.settings.instance_id, self.holder, ids.clock_ms(), ID_LEASE_MS
+            )
+        self.slot = slot
+        self.ids.rebind(slot, start, until)
+
+    async def _renew_id_slot(self) -> None:
+        while True:
+            await asyncio.sleep(ID_LEASE_MS / 3000)
+            until = ids.clock_ms() + ID_LEASE_MS
+            try:
+                async with self.db.transaction() as conn:
+                    ours = await nodes.renew_slot(
+                        conn, self.settings.instance_id, self.slot, self.holder, until
+                    )
+                if ours:
+                    self.ids.extend(until)
+                else:
+                    log.warning("id slot %d was taken over; leasing another", self.slot)
+                    self.ids.revoke()
+                    await self._lease_id_slot()
+            except database.Unavailable as exc:
+                log.warning("cannot renew the id slot lease: %s", exc)
+
+    # ---------------------------------------------------------------- routing
+
+    def routing(self) -> route.Routing | None:
+        """The routing snapshot the API validates against (refreshed every second)."""
+        if time.monotonic() - self._routing_checked > _ROUTING_CACHE_SECONDS and (
+            self._routing_refresh is None or self._routing_refresh.done()
+        ):
+            self._routing_checked = time.monotonic()
+            self._routing_refresh = asyncio.get_running_loop().create_task(self.refresh_routing())
+        return self._routing if self._routing.revision >= 0 else None
+
+    async def refresh_routing(self) -> None:
+        """Reload event types and publications now."""
+        try:
+            async with self.db.connection() as conn:
+                self._routing = route.Routing.build(*await catalog.load_routing(conn))
+            self._routing_checked = time.monotonic()
+        except database.Unavailable as exc:
+            log.warning("cannot refresh routing: %s", exc)
+        if self.worker is not None:
+            self.worker.wake()
+
+    # ---------------------------------------------------------------- transports
+
+    def _email_transport(self) -> base.Transport[model.EmailMessage]:
+        s = self.settings
+        if not s.uses_smtp:
+            return outbox_transport.OutboxTransport(self.outbox.submit)
+        return smtp.SMTPTransport(
+            smtp.SMTPConfig(
+                host=s.smtp_host,
+                port=s.effective_smtp_port,
+                tls=s.smtp_tls,
+                tls_verify=s.smtp_tls_verify,
+                ca_file=s.smtp_ca_file,
+                username=s.smtp_username,
+                password=s.smtp_password,
+                pool_size=s.smtp_pool_size,
+                timeout=s.smtp_timeout,
+                pipelining=s.smtp_pipelining,
+                helo_name=s.smtp_helo_name,
+            )
+        )
+
+    async def _keep_outbox(self, messages: list[model.OutboxMessage]) -> list[None]:
+        async with self.db.transaction() as conn:
+            await outbox_store.add_messages(conn, messages)
+        return [None] * len(messages)
+
+    def _on_commit(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
+
+    # ---------------------------------------------------------------- API keys
+
+    async def authenticate(self, key: str) -> model.ApiKey | None:
+        """The active API key ``key`` is, or None (results cached for a few seconds)."""
+        cached = self._keys.get(key)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        prefix = apikeys.prefix_of(key)
+        if prefix is None:
+            return None
+        async with self.db.connection() as conn:
+            found = await keys.find_key(conn, prefix)
+        if found is None or found[0].revoked_at is not None or not apikeys.matches(key, found[1]):
+            return None
+        if len(self._keys) > 10_000:
+            self._keys.clear()
+        self._keys[key] = (found[0], time.monotonic() + _KEY_CACHE_SECONDS)
+        return found[0]
+
+    def forget_key(self, prefix: str) -> None:
+        """Drop a revoked key from the cache at once."""
+        self._keys = {k: v for k, v in self._keys.items() if v[0].prefix != prefix}

@@ -1,0 +1,126 @@
+"""Running Tidings: the HTTP API and/or the worker in this process, until a signal.
+
+``tidings serve`` runs both (the default single-node set-up); ``tidings api`` and
+``tidings worker`` run one each, to scale them apart on a shared database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from pathlib import Path
+
+import uvicorn
+
+from tidings import apikeys
+from tidings.api import create_app
+from tidings.app import App
+from tidings.control import catalog as control_catalog
+from tidings.control import files
+from tidings.settings import Settings
+from tidings.store import keys
+
+log = logging.getLogger("tidings")
+
+
+def example_templates() -> Path:
+    """The packaged example templates (``cartAbandonment``)."""
+    return Path(str(resources.files("tidings") / "examples" / "templates"))
+
+
+async def first_start(app: App) -> str | None:
+    """On an empty database: publish the example event type and create an admin API key.
+    Returns the new key (to print once), or None if the database was not empty."""
+    if not await control_catalog.event_types(app.db):
+        await files.publish_folder(
+            app.db, example_templates(), author="tidings", renderer=app.renderer
+        )
+        await app.refresh_routing()
+    async with app.db.connection() as conn:
+        if await keys.count_keys(conn):
+            return None
+    key, _ = await apikeys.create(app.db, "first key", frozenset({"admin"}))
+    return key
+
+
+async def run(
+    settings: Settings,
+    *,
+    api: bool = True,
+    worker: bool = True,
+    ready: Callable[[App, str | None], Awaitable[None] | None] | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM; ``ready`` is called once the process is up, with the App
+    and the key created on first start (if any). The listening socket is bound first, so a
+    port in use fails at once (:class:`PortInUse`), before anything is written."""
+    sock = listen(settings.host, settings.port) if api else None
+    try:
+        await _run(settings, sock, worker=worker, ready=ready)
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+class PortInUse(OSError):
+    """The API's address cannot be bound."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A bound, listening TCP socket for the API."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def _run(
+    settings: Settings,
+    sock: socket.socket | None,
+    *,
+    worker: bool,
+    ready: Callable[[App, str | None], Awaitable[None] | None] | None,
+) -> None:
+    api = sock is not None
+    async with App.running(settings, run_worker=worker) as app:
+        new_key = await first_start(app) if api else None
+        if ready is not None:
+            result = ready(app, new_key)
+            if result is not None:
+                await result
+        if sock is not None:
+            config = uvicorn.Config(
+                create_app(app),
+                host=settings.host,
+                port=settings.port,
+                lifespan="on",
+                log_config=None,
+                access_log=False,
+                server_header=False,
+                timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
+            )
+            server = uvicorn.Server(config)
+            await server.serve(sockets=[sock])
+        else:
+            await _until_signal()
+
+
+async def _until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
