@@ -101,20 +101,22 @@ async def _run(
             if result is not None:
                 await result
         if sock is not None:
-            config = uvicorn.Config(
-                create_app(app),
-                host=settings.host,
-                port=settings.port,
-                lifespan="on",
-                log_config=None,
-                access_log=False,
-                server_header=False,
-                timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
-            )
-            server = uvicorn.Server(config)
-            await server.serve(sockets=[sock])
+            await http_server(app).serve(sockets=[sock])
         else:
             await _until_signal()
+
+
+def http_server(app: App) -> uvicorn.Server:
+    """The uvicorn server for ``app``'s API (serve it with ``serve(sockets=[listen(...)])``)."""
+    config = uvicorn.Config(
+        create_app(app),
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=math.ceil(app.settings.shutdown_grace),
+    )
+    return uvicorn.Server(config)
 
 
 async def _until_signal() -> None:

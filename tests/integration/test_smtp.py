@@ -18,10 +18,10 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import smtp_servers
 import trustme
-from smtp_servers import Credentials, Recorder, ScriptServer
 
+from tests import smtp_servers
+from tests.smtp_servers import Credentials, Recorder, ScriptServer
 from tidings import model
 from tidings.channels.email import smtp
 

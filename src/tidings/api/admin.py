@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, Router, delete, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from tidings import apikeys, clock, model, quarantine
 from tidings.api import auth, intake
@@ -170,9 +170,9 @@ def router(app: App) -> Router:
         tags=["outbox"],
     )
     async def list_outbox(
-        recipient: str | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-        cursor: Annotated[int | None, Parameter(ge=1)] = None,
+        recipient: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        cursor: Annotated[int | None, QueryParameter(ge=1)] = None,
     ) -> Response[bytes]:
         async with db.connection() as conn:
             found = await outbox_store.list_messages(
@@ -193,7 +193,7 @@ def router(app: App) -> Router:
             404: ResponseSpec(ErrorResponse, description="No such message"),
         },
     )
-    async def get_outbox(message_id: int) -> Response[bytes]:
+    async def get_outbox(message_id: FromPath[int]) -> Response[bytes]:
         async with db.connection() as conn:
             message = await outbox_store.get_message(conn, message_id)
         if message is None:
@@ -208,7 +208,7 @@ def router(app: App) -> Router:
         tags=["quarantine"],
         responses={200: ResponseSpec(list[QuarantineOut], description="Entries")},
     )
-    async def list_quarantine(channel: str | None = None) -> Response[bytes]:
+    async def list_quarantine(channel: FromQuery[str | None] = None) -> Response[bytes]:
         found = await quarantine.entries(db, _channel(channel))
         return _ok([_quarantine_out(q) for q in found])
 
@@ -247,7 +247,7 @@ def router(app: App) -> Router:
         tags=["quarantine"],
         status_code=204,
     )
-    async def remove_quarantine(channel: str, address: str) -> None:
+    async def remove_quarantine(channel: FromPath[str], address: FromPath[str]) -> None:
         kind = _channel(channel)
         assert kind is not None
         if not await quarantine.remove(db, kind, address):
@@ -274,7 +274,7 @@ def router(app: App) -> Router:
         status_code=200,
         responses={200: ResponseSpec(EventTypeOut, description="Paused")},
     )
-    async def pause(name: str) -> Response[bytes]:
+    async def pause(name: FromPath[str]) -> Response[bytes]:
         try:
             await control_catalog.pause(db, name)
         except control_catalog.UnknownEventType:
@@ -294,7 +294,7 @@ def router(app: App) -> Router:
         status_code=200,
         responses={200: ResponseSpec(ResumeOut, description="Resumed")},
     )
-    async def resume(name: str) -> Response[bytes]:
+    async def resume(name: FromPath[str]) -> Response[bytes]:
         try:
             count = await control_catalog.resume(db, name)
         except control_catalog.UnknownEventType:
@@ -339,7 +339,7 @@ def router(app: App) -> Router:
         tags=["keys"],
         status_code=204,
     )
-    async def revoke_key(prefix: str) -> None:
+    async def revoke_key(prefix: FromPath[str]) -> None:
         if not await apikeys.revoke(db, prefix):
             raise ApiError(404, "not_found", f"no active key {prefix!r}")
         app.forget_key(prefix)

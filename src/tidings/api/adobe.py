@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath
 
 from tidings import clock, ids, ingest, model
 from tidings.api import auth, intake, payloads
@@ -88,7 +89,10 @@ def router(app: App) -> Router:
         request_body_doc=payloads.AdobeEventIn,
     )
     async def create(
-        request: Request[Any, Any, Any], org: str, transactional_api: str, event_id: str
+        request: Request[Any, Any, Any],
+        org: FromPath[str],
+        transactional_api: FromPath[str],
+        event_id: FromPath[str],
     ) -> Response[bytes]:
         name = await event_type_of(org, transactional_api, event_id)
         body = await intake.read_body(request)
@@ -133,7 +137,12 @@ def router(app: App) -> Router:
         guards=[events_scope],
         operation_id="adobeGetEvent",
     )
-    async def status(org: str, transactional_api: str, event_id: str, pkey: str) -> Response[bytes]:
+    async def status(
+        org: FromPath[str],
+        transactional_api: FromPath[str],
+        event_id: FromPath[str],
+        pkey: FromPath[str],
+    ) -> Response[bytes]:
         name = await event_type_of(org, transactional_api, event_id)
         number = ids.parse(pkey)
         event = None

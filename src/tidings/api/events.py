@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 
 from tidings import clock, ids, ingest, model
 from tidings.api import auth, intake, payloads
@@ -117,7 +117,7 @@ def router(app: App) -> Router:
         guards=[events_scope],
         operation_id="getEvent",
     )
-    async def get_event(event_id: str) -> Response[bytes]:
+    async def get_event(event_id: FromPath[str]) -> Response[bytes]:
         number = ids.parse(event_id)
         event = None
         if number is not None:
@@ -141,21 +141,21 @@ def router(app: App) -> Router:
         operation_id="listEvents",
     )
     async def list_events(
-        status: str | None = Parameter(default=None, description="an event status"),
-        event_type: str | None = Parameter(
-            query="type", default=None, description="event type name"
-        ),
-        recipient: str | None = Parameter(
-            default=None, description="email, mobile phone or external id"
-        ),
-        received_from: str | None = Parameter(
-            query="from", default=None, description="received at or after (ISO 8601)"
-        ),
-        received_to: str | None = Parameter(
-            query="to", default=None, description="received before (ISO 8601)"
-        ),
-        limit: str | None = Parameter(default=None, description="page size, 1-500 (50)"),
-        cursor: str | None = Parameter(default=None, description="`next` of the last page"),
+        status: Annotated[str | None, QueryParameter(description="an event status")] = None,
+        event_type: Annotated[
+            str | None, QueryParameter(name="type", description="event type name")
+        ] = None,
+        recipient: Annotated[
+            str | None, QueryParameter(description="email, mobile phone or external id")
+        ] = None,
+        received_from: Annotated[
+            str | None, QueryParameter(name="from", description="received at or after (ISO 8601)")
+        ] = None,
+        received_to: Annotated[
+            str | None, QueryParameter(name="to", description="received before (ISO 8601)")
+        ] = None,
+        limit: Annotated[str | None, QueryParameter(description="page size, 1-500 (50)")] = None,
+        cursor: Annotated[str | None, QueryParameter(description="`next` of the last page")] = None,
     ) -> Response[bytes]:
         where = events_store.EventFilter(
             status=_status(status),
