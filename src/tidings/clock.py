@@ -8,6 +8,7 @@ without a fraction and a zone (no zone means UTC), as Adobe's API accepts them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 
 UTC = dt.UTC
@@ -41,8 +42,13 @@ def to_datetime(us: int) -> dt.datetime:
 
 def format_iso(us: int) -> str:
     """``2017-12-01T08:00:00.768Z``: UTC, millisecond precision."""
-    d = to_datetime(us)
-    return f"{d:%Y-%m-%dT%H:%M:%S}.{d.microsecond // 1000:03d}Z"
+    seconds, micro = divmod(us, 1_000_000)
+    return f"{_iso_seconds(seconds)}.{micro // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=64)
+def _iso_seconds(seconds: int) -> str:
+    return f"{to_datetime(seconds * 1_000_000):%Y-%m-%dT%H:%M:%S}"
 
 
 def format_adobe(us: int) -> str:

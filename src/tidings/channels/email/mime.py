@@ -8,9 +8,9 @@ encoded words) and RFC 5890 (internationalised domain names):
 
 - lines end in CRLF, every byte is 7-bit ASCII, no line is longer than 998 octets and header
   lines are folded near 78;
-- a display name or subject that is not plain ASCII becomes UTF-8 ``=?utf-8?b?...?=`` encoded
-  words of at most 75 characters, never splitting a multi-byte character; an ASCII name with
-  specials becomes a quoted string;
+- a display name or subject that is not plain ASCII (or holds ``=?``, or starts with white
+  space) becomes UTF-8 ``=?utf-8?b?...?=`` encoded words of at most 75 characters, never
+  splitting a multi-byte character; an ASCII name with specials becomes a quoted string;
 - domains are written in their IDNA (``xn--``) form; a non-ASCII local part cannot be written
   without SMTPUTF8 and is refused with :class:`HeaderError`;
 - a body that is ASCII with short lines is sent ``7bit``, otherwise ``quoted-printable``;
@@ -60,6 +60,11 @@ STRUCTURAL = frozenset(
 _FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 ftext: printable ASCII except ":"
 _ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")  # atext and spaces (a phrase)
 _LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
+_QUOTED_LOCAL_PART = re.compile(r'"(?:[!#-\[\]-~]|\\[!-~])*"')  # no space: refused before
+# RFC 5322 domain: a dot-atom or a domain literal (checked after the IDNA encoding).
+_DOMAIN = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*|\[[!-Z^-~]*\]"
+)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
 _MAX_LINE = 998
@@ -143,16 +148,19 @@ def _addr_spec(address: str) -> str:
         raise HeaderError(
             f"the local part of {address!r} is not ASCII; it needs SMTPUTF8, which is not used"
         )
-    if not _LOCAL_PART.fullmatch(local) and not (local.startswith('"') and local.endswith('"')):
+    if not _LOCAL_PART.fullmatch(local) and not _QUOTED_LOCAL_PART.fullmatch(local):
         raise HeaderError(f"the local part of {address!r} is not valid")
-    return f"{local}@{encode_domain(domain)}"
+    domain = encode_domain(domain)
+    if not _DOMAIN.fullmatch(domain):
+        raise HeaderError(f"the domain of {address!r} is not valid")
+    return f"{local}@{domain}"
 
 
 def _phrase(name: str) -> str:
     name = _LINE_BREAKS.sub(" ", name)
     if _CONTROL.search(name):
         raise HeaderError(f"the display name {name!r} contains control characters")
-    if not name.isascii():
+    if not name.isascii() or "=?" in name:  # parsers decode "=?" even in a quoted string
         return " ".join(_encoded_words(name))
     if _ATOM.fullmatch(name) and name == name.strip():
         return name
@@ -162,8 +170,8 @@ def _phrase(name: str) -> str:
 def _unstructured(value: str) -> str:
     if _CONTROL.search(value):
         raise HeaderError("a header value contains control characters")
-    if value.isascii() and "=?" not in value:
-        return value
+    if value.isascii() and "=?" not in value and not value.startswith((" ", "\t")):
+        return value  # (leading white space would be taken for the space after the colon)
     return " ".join(_encoded_words(value))
 
 
@@ -215,7 +223,7 @@ def _message_id(value: str) -> str:
         or "@" not in value
     ):
         raise HeaderError(f"{value!r} is not a valid Message-ID")
-    if "<" in value or ">" in value:
+    if "<" in value or ">" in value or len(value) > _MAX_LINE - len("Message-ID: <>"):
         raise HeaderError(f"{value!r} is not a valid Message-ID")
     return value
 
