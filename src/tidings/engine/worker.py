@@ -120,9 +120,9 @@ class Worker:
         """Claim one batch (as much as free capacity allows) and start sending it."""
         free = self.settings.worker_concurrency - len(self._inflight)
         if free <= 0:
-            # Wait for a send to finish rather than spinning.
-            async with self._slots:
-                pass
+            # Wait for a send to finish rather than spinning (or for a wake-up: stop() must
+            # not wait for a busy worker's sends beyond the grace period).
+            await self._wait_for_slot()
             return []
         limit = min(free, self.settings.claim_batch)
         now = clock.now_us()
@@ -148,6 +148,19 @@ class Worker:
             task = loop.create_task(self._process(event, quarantined))
             self._inflight[event.id] = (event.attempts, task)
         return claimed
+
+    async def _wait_for_slot(self) -> None:
+        """Until a send slot is free or the worker is woken."""
+        slot = asyncio.ensure_future(self._slots.acquire())
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait((slot, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            if slot.done() and not slot.cancelled():
+                self._slots.release()
+            else:
+                slot.cancel()
 
     async def reload_routing(self) -> None:
         """Read event types and publications again."""

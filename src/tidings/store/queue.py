@@ -81,12 +81,22 @@ class Completion(msgspec.Struct, frozen=True):
     quarantine: model.QuarantineEntry | None = None
 
 
-RECORD_OUTCOME = sql(
-    """UPDATE events SET status = $3, due_at = $4, reason = $5,
+# A worker decides ``paused`` from its routing snapshot; if the type was resumed since (the
+# resume requeued only the events already ``paused``), the event goes back to ``pending``
+# rather than staying paused for good. On PostgreSQL the FOR SHARE lock on the type's row
+# orders this with a concurrent resume: this waits for the resume to commit, or the resume
+# waits for this transaction and then finds the event paused. SQLite serialises writes.
+_TYPE_PAUSED = "(SELECT t.paused FROM event_types t WHERE t.name = events.type{lock})"
+_RECORD_OUTCOME = """UPDATE events SET
+         status = CASE WHEN $3 = 'paused' AND {type_paused} = FALSE THEN 'pending' ELSE $3 END,
+         due_at = $4, reason = $5,
          sent_at = COALESCE($6, sent_at), finished_at = $7,
          publication_id = COALESCE($8, publication_id),
          template_version_id = COALESCE($9, template_version_id)
        WHERE id = $1 AND attempts = $2 AND status = 'processing'"""
+RECORD_OUTCOME = sql(
+    _RECORD_OUTCOME.format(type_paused=_TYPE_PAUSED.format(lock=" FOR SHARE")),
+    sqlite=_RECORD_OUTCOME.format(type_paused=_TYPE_PAUSED.format(lock="")),
 )
 
 INSERT_DELIVERY = sql(
