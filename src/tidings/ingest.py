@@ -29,6 +29,7 @@ _LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*
 _LABEL = r"(?:[^\W_]|[^\W_][\w-]{0,61}[^\W_])"
 EMAIL = re.compile(rf"^{_LOCAL}@{_LABEL}(?:\.{_LABEL})+$")
 PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{4,22}[0-9]$")
+MAX_EXTERNAL_ID = 255
 
 
 class InvalidEvent(ValueError):
@@ -105,6 +106,16 @@ def prepare(
         raise InvalidEvent(
             "$.recipient.mobilePhone", f"{phone!r} is not a valid phone number", "invalid_phone"
         )
+    for name, value in (("pushToken", r.pushToken), ("externalId", r.externalId)):
+        # PostgreSQL text cannot hold NUL, and a value it refuses would fail every event
+        # sharing the group commit: refuse it here, on both databases alike.
+        if value is not None and "\x00" in value:
+            raise InvalidEvent(f"$.recipient.{name}", f"{name} must not contain NUL characters")
+    if r.externalId is not None and len(r.externalId) > MAX_EXTERNAL_ID:
+        # It is indexed, and an index entry has a size limit (PostgreSQL: ~2.7 kB).
+        raise InvalidEvent(
+            "$.recipient.externalId", f"externalId is longer than {MAX_EXTERNAL_ID} characters"
+        )
     if not (email or phone or r.pushToken or r.externalId):
         raise InvalidEvent(
             "$.recipient",
@@ -171,8 +182,7 @@ class Ingest:
         )
 
     async def _flush(self, batch: list[events_store.NewEvent]) -> list[None]:
-        async with self.db.transaction() as conn:
-            await events_store.insert_events(conn, batch)
+        await self.db.write_many([events_store.insert_step(batch)])
         if self._on_commit is not None:
             self._on_commit()
         return [None] * len(batch)

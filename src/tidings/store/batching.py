@@ -65,6 +65,8 @@ class GroupCommitter(Generic[T, R]):
 
     async def submit_many(self, items: Sequence[T]) -> list[R]:
         """Write several items (they may share batches with others); results in order."""
+        if len(items) == 1:  # the common case, without gather's machinery
+            return [await self.submit(items[0])]
         if self._closing:
             raise Closed(f"{self._name} is closed")
         loop = asyncio.get_running_loop()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -109,6 +110,12 @@ class Database(Protocol):
         """A connection for reads (autocommit; each statement sees committed data)."""
         ...
 
+    async def write_many(self, steps: Sequence[tuple[Query, Sequence[Sequence[Any]]]]) -> None:
+        """One transaction running each ``(statement, rows)`` as an ``executemany``, in a
+        single round trip to the writer (the hot path of group commits: on SQLite each hop to
+        the writer thread waits for a turn of a busy event loop)."""
+        ...
+
     async def close(self) -> None:
         """Release every connection."""
         ...
@@ -144,6 +151,22 @@ def postgres_dsn(url: str) -> str:
 # ---------------------------------------------------------------------------- SQLite
 
 _json_encode = msgspec.json.Encoder().encode
+
+
+_MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
+_VALUES = re.compile(r"^(INSERT INTO \w+ \([\w, ]+\) VALUES )\((?:\?\d+, )*\?\d+\)$")
+
+
+@functools.lru_cache(maxsize=64)
+def _values_form(text: str) -> str | None:
+    """``INSERT INTO t (a, b) VALUES `` if ``text`` is a one-row ``INSERT ... VALUES (?1, ?2)``."""
+    match = _VALUES.match(text)
+    return match.group(1) if match else None
+
+
+@functools.lru_cache(maxsize=64)
+def _row_placeholders(width: int) -> str:
+    return "(" + ",".join("?" * width) + ")"
 
 
 def _adapt(args: Sequence[Any]) -> Sequence[Any]:
@@ -200,6 +223,32 @@ class _SQLiteConnection:
     def _fetch(self, text: str, args: Sequence[Any]) -> list[Row]:
         assert self._raw is not None
         return self._raw.execute(text, args).fetchall()
+
+    def _write_many(self, steps: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        raw = self._raw
+        assert raw is not None
+        if len(steps) == 1:
+            text, rows = steps[0]
+            values = _values_form(text)
+            width = len(rows[0]) if rows else 0
+            if values is not None and width and len(rows) * width <= _MAX_VARIABLES:
+                # One multi-row INSERT: one statement is its own atomic transaction, and one
+                # sqlite3_step means this thread takes the GIL back once, not once per row
+                # (each retake waits for a busy event loop thread to let go of it).
+                statement = values + ",".join([_row_placeholders(width)] * len(rows))
+                raw.execute(statement, [v for row in rows for v in row])
+                return
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            for text, rows in steps:
+                raw.executemany(text, rows)
+        except BaseException:
+            raw.execute("ROLLBACK")
+            raise
+        raw.execute("COMMIT")
+
+    async def write_many(self, steps: Sequence[tuple[Query, Sequence[Sequence[Any]]]]) -> None:
+        await self._run(self._write_many, [(q.sqlite, rows) for q, rows in steps if rows])
 
     async def execute(self, query: Query, *args: Any) -> int:
         return await self._run(self._execute, query.sqlite, _adapt(args))
@@ -270,6 +319,10 @@ class SQLiteDatabase:
                 raise
             else:
                 await asyncio.shield(conn.raw_execute("COMMIT"))
+
+    async def write_many(self, steps: Sequence[tuple[Query, Sequence[Sequence[Any]]]]) -> None:
+        async with self._write_lock:
+            await self._writer.write_many(steps)
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
@@ -364,6 +417,11 @@ class PostgresDatabase:
                 yield _PostgresConnection(raw)
         except _UNREACHABLE as exc:
             raise Unavailable(f"PostgreSQL is unavailable: {exc}") from exc
+
+    async def write_many(self, steps: Sequence[tuple[Query, Sequence[Sequence[Any]]]]) -> None:
+        async with self.transaction() as conn:
+            for query, rows in steps:
+                await conn.executemany(query, rows)
 
     async def close(self) -> None:
         await self.pool.close()

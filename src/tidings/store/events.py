@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from tidings import ids, model
-from tidings.store.database import Connection, Row, sql
+from tidings.store.database import Connection, Query, Row, sql
 
 _ctx_decoder = msgspec.json.Decoder(dict[str, Any])
 encode_json = msgspec.json.Encoder().encode
@@ -96,7 +96,12 @@ INSERT_EVENT = sql(
 
 async def insert_events(conn: Connection, events: Sequence[NewEvent]) -> None:
     """Write accepted events; they are due from their ``due_at``."""
-    await conn.executemany(INSERT_EVENT, [e.row() for e in events])
+    await conn.executemany(*insert_step(events))
+
+
+def insert_step(events: Sequence[NewEvent]) -> tuple[Query, list[tuple[Any, ...]]]:
+    """The statement and rows writing ``events`` (for :meth:`Database.write_many`)."""
+    return INSERT_EVENT, [e.row() for e in events]
 
 
 GET_EVENT = sql(f"SELECT {COLUMNS} FROM events WHERE id = $1")
