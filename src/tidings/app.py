@@ -27,6 +27,7 @@ log = logging.getLogger("tidings")
 
 ID_LEASE_MS = 30_000
 _KEY_CACHE_SECONDS = 10.0
+_UNKNOWN_KEY_CACHE_SECONDS = 1.0  # a flood of bad keys costs one lookup a second each
 _ROUTING_CACHE_SECONDS = 1.0
 
 
@@ -61,7 +62,7 @@ class App:
         self._routing = route.Routing.build(-1, (), ())
         self._routing_checked = 0.0
         self._routing_refresh: asyncio.Task[None] | None = None
-        self._keys: dict[str, tuple[model.ApiKey, float]] = {}
+        self._keys: dict[str, tuple[model.ApiKey | None, float]] = {}
         self._background: list[asyncio.Task[None]] = []
 
     # ---------------------------------------------------------------- lifecycle
@@ -205,13 +206,17 @@ class App:
             return None
         async with self.db.connection() as conn:
             found = await keys.find_key(conn, prefix)
-        if found is None or found[0].revoked_at is not None or not apikeys.matches(key, found[1]):
-            return None
+        valid = found is not None and found[0].revoked_at is None and apikeys.matches(key, found[1])
         if len(self._keys) > 10_000:
             self._keys.clear()
+        if not valid or found is None:
+            self._keys[key] = (None, time.monotonic() + _UNKNOWN_KEY_CACHE_SECONDS)
+            return None
         self._keys[key] = (found[0], time.monotonic() + _KEY_CACHE_SECONDS)
         return found[0]
 
     def forget_key(self, prefix: str) -> None:
         """Drop a revoked key from the cache at once."""
-        self._keys = {k: v for k, v in self._keys.items() if v[0].prefix != prefix}
+        self._keys = {
+            k: v for k, v in self._keys.items() if v[0] is not None and v[0].prefix != prefix
+        }

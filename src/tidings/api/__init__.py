@@ -8,12 +8,35 @@
 
 from __future__ import annotations
 
-from litestar import Litestar, Response, get
+from typing import Any
+
+from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
 
 from tidings.api import admin, adobe, errors, events, openapi
+from tidings.api.fast import FastIntake
 from tidings.app import App
 from tidings.store.database import Unavailable
+
+
+def asgi(app: App) -> FastIntake:
+    """What the server runs: the event intake's fast lane in front of :func:`create_app`."""
+    return FastIntake(app, create_app(app))
+
+
+async def refuse_nul(request: Request[Any, Any, Any]) -> None:
+    """422 for a NUL character in the URL's path or query: PostgreSQL text cannot hold one
+    (the query would fail), so it is refused before any query, on every database alike."""
+    if "\x00" in request.scope["path"]:
+        raise errors.ApiError(422, "invalid_field", "the URL must not contain NUL characters")
+    if b"%00" in request.scope["query_string"]:
+        names = [k for k, v in request.query_params.multi_items() if "\x00" in k + v]
+        raise errors.ApiError(
+            422,
+            "invalid_field",
+            "query parameters must not contain NUL characters",
+            field=names[0] if names else None,
+        )
 
 
 def create_app(app: App) -> Litestar:
@@ -37,6 +60,7 @@ def create_app(app: App) -> Litestar:
             Exception: errors.handle_crash,
         },
         openapi_config=openapi.config(),
+        before_request=refuse_nul,
         request_max_body_size=app.settings.max_body_bytes,
         debug=False,
         logging_config=None,

@@ -155,6 +155,15 @@ def _channel(text: str | None) -> model.Channel | None:
         ) from None
 
 
+def _no_nul(**fields: str) -> None:
+    """422 for a field holding NUL, which PostgreSQL text cannot store."""
+    for name, value in fields.items():
+        if "\x00" in value:
+            raise ApiError(
+                422, "invalid_field", f"{name} must not contain NUL characters", field=f"$.{name}"
+            )
+
+
 def router(app: App) -> Router:
     """The routes, bound to ``app``."""
     events_scope = auth.require("events", app.authenticate)
@@ -234,6 +243,7 @@ def router(app: App) -> Router:
                 ) from None
         if not payload.address.strip():
             raise ApiError(422, "invalid_field", "address is empty", field="$.address")
+        _no_nul(address=payload.address, reason=payload.reason)
         entry = await quarantine.add(
             db, payload.channel, payload.address, reason=payload.reason, expires_at=expires
         )
@@ -325,6 +335,7 @@ def router(app: App) -> Router:
     )
     async def create_key(request: Request[Any, Any, Any]) -> Response[bytes]:
         payload = intake.decode(await intake.read_body(request), msgspec.json.Decoder(KeyIn))
+        _no_nul(name=payload.name)
         try:
             key, record = await apikeys.create(db, payload.name, frozenset(payload.scopes))
         except ValueError as exc:

@@ -24,55 +24,101 @@ from tidings.store import events as events_store
 
 _adobe_in = msgspec.json.Decoder(payloads.AdobeEventIn)
 _encode = msgspec.json.Encoder().encode
+_ERRORS = {
+    code: ResponseSpec(ErrorResponse, description=text)
+    for code, text in {
+        400: "Malformed JSON",
+        401: "Missing, unknown or revoked API key",
+        403: "The API key lacks the scope",
+        413: "Body too large",
+        415: "Not JSON",
+        422: "Invalid field (the error names it)",
+        503: "Database unavailable; retry after Retry-After",
+    }.items()
+}
 
 
 def _fmt(us: int | None) -> str | None:
     return None if us is None else clock.format_adobe(us)
 
 
+async def event_type_of(app: App, org: str, api: str, event_id: str) -> str:
+    """The event type named by a Campaign Standard URL; 404 if there is none."""
+    settings = app.settings
+    if org != settings.org or api != settings.transactional_api:
+        raise ApiError(404, "not_found", f"no transactional API at /{org}/campaign/{api}")
+    name = event_id[3:] if event_id.startswith("EVT") else ""
+    routing = app.routing()
+    if routing is None or name not in routing.types:
+        await app.refresh_routing()  # it may have been created a moment ago
+        routing = app.routing()
+    if not name or routing is None or name not in routing.types:
+        raise ApiError(404, "unknown_event_type", f"no event type {event_id!r}", field="eventId")
+    return name
+
+
+def adobe_out(
+    app: App,
+    event_id: str,
+    pkey: int,
+    status: model.EventStatus,
+    ctx: dict[str, Any],
+    email: str | None,
+    phone: str | None,
+    scheduled: int | None,
+    expiration: int | None,
+    reason: str | None = None,
+) -> payloads.AdobeEventOut:
+    """An event as Campaign Standard shows it."""
+    return payloads.AdobeEventOut(
+        PKey=str(pkey),
+        ctx=ctx,
+        href=f"{app.settings.transactional_api}/{event_id}/{pkey}",
+        serverUrl=app.settings.server_url,
+        status=status,
+        type="transactional",
+        email=email,
+        mobilePhone=phone,
+        scheduled=_fmt(scheduled),
+        expiration=_fmt(expiration),
+        reason=reason,
+    )
+
+
+def prepare(app: App, name: str, event_id: str, body: bytes) -> intake.Prepared:
+    """Validate a Campaign Standard event body of type ``name``: what to store and answer."""
+    payload = intake.decode(body, _adobe_in)
+    submission = ingest.Submission(
+        type=name,
+        recipient=model.Recipient(email=payload.email, mobilePhone=payload.mobilePhone),
+        ctx=payload.ctx,
+        scheduled=payload.scheduled,
+        expiration=payload.expiration,
+        source="adobe",
+    )
+    try:
+        event = app.ingest.prepare(submission)
+    except ingest.InvalidEvent as exc:
+        # Adobe's body has no "recipient" object: name the top-level field.
+        exc.field = exc.field.replace("$.recipient.", "$.")
+        raise intake.invalid(exc) from None
+    out = adobe_out(
+        app,
+        event_id,
+        event.id,
+        model.EventStatus.PENDING,
+        payload.ctx,
+        event.email,
+        event.mobile_phone,
+        event.scheduled_at,
+        event.expires_at,
+    )
+    return intake.Prepared([event], 201, _encode(out))
+
+
 def router(app: App) -> Router:
     """The routes, bound to ``app``."""
     events_scope = auth.require("events", app.authenticate)
-    settings = app.settings
-
-    async def event_type_of(org: str, api: str, event_id: str) -> str:
-        if org != settings.org or api != settings.transactional_api:
-            raise ApiError(404, "not_found", f"no transactional API at /{org}/campaign/{api}")
-        name = event_id[3:] if event_id.startswith("EVT") else ""
-        routing = app.routing()
-        if routing is None or name not in routing.types:
-            await app.refresh_routing()  # it may have been created a moment ago
-            routing = app.routing()
-        if not name or routing is None or name not in routing.types:
-            raise ApiError(
-                404, "unknown_event_type", f"no event type {event_id!r}", field="eventId"
-            )
-        return name
-
-    def adobe_out(
-        event_id: str,
-        pkey: int,
-        status: model.EventStatus,
-        ctx: dict[str, Any],
-        email: str | None,
-        phone: str | None,
-        scheduled: int | None,
-        expiration: int | None,
-        reason: str | None = None,
-    ) -> payloads.AdobeEventOut:
-        return payloads.AdobeEventOut(
-            PKey=str(pkey),
-            ctx=ctx,
-            href=f"{settings.transactional_api}/{event_id}/{pkey}",
-            serverUrl=settings.server_url,
-            status=status,
-            type="transactional",
-            email=email,
-            mobilePhone=phone,
-            scheduled=_fmt(scheduled),
-            expiration=_fmt(expiration),
-            reason=reason,
-        )
 
     @post(
         "/{org:str}/campaign/{transactional_api:str}/{event_id:str}",
@@ -82,6 +128,7 @@ def router(app: App) -> Router:
         responses={
             201: ResponseSpec(payloads.AdobeEventOut, description="Stored"),
             404: ResponseSpec(ErrorResponse, description="Unknown eventId"),
+            **_ERRORS,
         },
         status_code=201,
         guards=[events_scope],
@@ -94,38 +141,9 @@ def router(app: App) -> Router:
         transactional_api: FromPath[str],
         event_id: FromPath[str],
     ) -> Response[bytes]:
-        name = await event_type_of(org, transactional_api, event_id)
+        name = await event_type_of(app, org, transactional_api, event_id)
         body = await intake.read_body(request)
-
-        def build() -> intake.Prepared:
-            payload = intake.decode(body, _adobe_in)
-            submission = ingest.Submission(
-                type=name,
-                recipient=model.Recipient(email=payload.email, mobilePhone=payload.mobilePhone),
-                ctx=payload.ctx,
-                scheduled=payload.scheduled,
-                expiration=payload.expiration,
-                source="adobe",
-            )
-            try:
-                event = app.ingest.prepare(submission)
-            except ingest.InvalidEvent as exc:
-                # Adobe's body has no "recipient" object: name the top-level field.
-                exc.field = exc.field.replace("$.recipient.", "$.")
-                raise intake.invalid(exc) from None
-            out = adobe_out(
-                event_id,
-                event.id,
-                model.EventStatus.PENDING,
-                payload.ctx,
-                event.email,
-                event.mobile_phone,
-                event.scheduled_at,
-                event.expires_at,
-            )
-            return intake.Prepared([event], 201, _encode(out))
-
-        return await intake.commit(request, app, body, build)
+        return await intake.commit(request, app, body, lambda: prepare(app, name, event_id, body))
 
     @get(
         "/{org:str}/campaign/{transactional_api:str}/{event_id:str}/{pkey:str}",
@@ -143,7 +161,7 @@ def router(app: App) -> Router:
         event_id: FromPath[str],
         pkey: FromPath[str],
     ) -> Response[bytes]:
-        name = await event_type_of(org, transactional_api, event_id)
+        name = await event_type_of(app, org, transactional_api, event_id)
         number = ids.parse(pkey)
         event = None
         if number is not None:
@@ -152,6 +170,7 @@ def router(app: App) -> Router:
         if event is None or event.type != name:
             raise ApiError(404, "not_found", f"no event {pkey} of type {event_id}")
         out = adobe_out(
+            app,
             event_id,
             event.id,
             event.status,

@@ -119,17 +119,23 @@ def handle_api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[bytes
     return respond(exc)
 
 
-def handle_unavailable(_: Request[Any, Any, Any], exc: Unavailable) -> Response[bytes]:
+def unavailable(exc: Unavailable) -> ApiError:
     """The database is down: nothing was acknowledged, the client should retry."""
     log.warning("answering 503: %s", exc)
-    return respond(
-        ApiError(
-            503,
-            "unavailable",
-            "the database is unavailable; retry later",
-            headers={"Retry-After": "5"},
-        )
+    return ApiError(
+        503, "unavailable", "the database is unavailable; retry later", headers={"Retry-After": "5"}
     )
+
+
+def crashed(exc: Exception) -> ApiError:
+    """Anything unexpected: logged, answered 500 without internals."""
+    log.exception("unhandled error", exc_info=exc)
+    return ApiError(500, "internal_error", "internal error; see the server log")
+
+
+def handle_unavailable(_: Request[Any, Any, Any], exc: Unavailable) -> Response[bytes]:
+    """Litestar exception handler for :class:`Unavailable`."""
+    return respond(unavailable(exc))
 
 
 _HTTP_CODES = {
@@ -170,6 +176,5 @@ def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes
 
 
 def handle_crash(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    """Anything unexpected: log it, answer 500 without internals."""
-    log.exception("unhandled error", exc_info=exc)
-    return respond(ApiError(500, "internal_error", "internal error; see the server log"))
+    """Litestar exception handler for anything unexpected."""
+    return respond(crashed(exc))

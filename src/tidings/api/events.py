@@ -33,6 +33,48 @@ _ERRORS = {
 }
 
 
+def prepare_one(app: App, body: bytes) -> intake.Prepared:
+    """Validate one native event: what to store and what to answer."""
+    payload = intake.decode(body, _event_in)
+    try:
+        event = app.ingest.prepare(payload.submission())
+    except ingest.InvalidEvent as exc:
+        raise intake.invalid(exc) from None
+    out = payloads.accepted_out(event, payload.ctx)
+    return intake.Prepared([event], 201, _encode(out), {"Location": out.href})
+
+
+def prepare_batch(app: App, body: bytes) -> intake.Prepared:
+    """Validate a batch, item by item: the valid items to store, one result per item."""
+    batch = intake.decode(body, _batch_in)
+    limit = app.settings.max_batch_events
+    if len(batch.events) > limit:
+        raise ApiError(
+            413,
+            "batch_too_large",
+            f"a batch holds at most {limit} events, not {len(batch.events)}",
+        )
+    accepted: list[events_store.NewEvent] = []
+    results: list[payloads.BatchItemResult] = []
+    for index, raw in enumerate(batch.events):
+        try:
+            payload = intake.decode_item(raw, _event_in)
+            event = app.ingest.prepare(payload.submission())
+        except msgspec.ValidationError as exc:
+            error = from_validation(exc).body
+            results.append(_item_error(index, error.code, error.message, error.field))
+            continue
+        except ingest.InvalidEvent as exc:
+            results.append(_item_error(index, exc.code, exc.message, exc.field))
+            continue
+        accepted.append(event)
+        results.append(
+            payloads.BatchItemResult(index, event=payloads.accepted_out(event, payload.ctx))
+        )
+    out = payloads.BatchOut(len(accepted), len(results) - len(accepted), results)
+    return intake.Prepared(accepted, 200, _encode(out))
+
+
 def router(app: App) -> Router:
     """The routes, bound to ``app``."""
     events_scope = auth.require("events", app.authenticate)
@@ -50,17 +92,7 @@ def router(app: App) -> Router:
     )
     async def create_event(request: Request[Any, Any, Any]) -> Response[bytes]:
         body = await intake.read_body(request)
-
-        def build() -> intake.Prepared:
-            payload = intake.decode(body, _event_in)
-            try:
-                event = app.ingest.prepare(payload.submission())
-            except ingest.InvalidEvent as exc:
-                raise intake.invalid(exc) from None
-            out = payloads.accepted_out(event, payload.ctx)
-            return intake.Prepared([event], 201, _encode(out), {"Location": out.href})
-
-        return await intake.commit(request, app, body, build)
+        return await intake.commit(request, app, body, lambda: prepare_one(app, body))
 
     @post(
         "/events/batch",
@@ -75,37 +107,7 @@ def router(app: App) -> Router:
     )
     async def create_events(request: Request[Any, Any, Any]) -> Response[bytes]:
         body = await intake.read_body(request)
-
-        def build() -> intake.Prepared:
-            batch = intake.decode(body, _batch_in)
-            limit = app.settings.max_batch_events
-            if len(batch.events) > limit:
-                raise ApiError(
-                    413,
-                    "batch_too_large",
-                    f"a batch holds at most {limit} events, not {len(batch.events)}",
-                )
-            accepted: list[events_store.NewEvent] = []
-            results: list[payloads.BatchItemResult] = []
-            for index, raw in enumerate(batch.events):
-                try:
-                    payload = _event_in.decode(raw)
-                    event = app.ingest.prepare(payload.submission())
-                except msgspec.ValidationError as exc:
-                    error = from_validation(exc).body
-                    results.append(_item_error(index, error.code, error.message, error.field))
-                    continue
-                except ingest.InvalidEvent as exc:
-                    results.append(_item_error(index, exc.code, exc.message, exc.field))
-                    continue
-                accepted.append(event)
-                results.append(
-                    payloads.BatchItemResult(index, event=payloads.accepted_out(event, payload.ctx))
-                )
-            out = payloads.BatchOut(len(accepted), len(results) - len(accepted), results)
-            return intake.Prepared(accepted, 200, _encode(out))
-
-        return await intake.commit(request, app, body, build)
+        return await intake.commit(request, app, body, lambda: prepare_batch(app, body))
 
     @get(
         "/events/{event_id:str}",

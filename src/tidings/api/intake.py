@@ -27,24 +27,55 @@ _JSON_TYPES = ("application/json", "text/json")
 
 async def read_body(request: Request[Any, Any, Any]) -> bytes:
     """The request body, after checking its media type (415) and size (413)."""
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    check_media_type(request.headers.get("content-type", ""))
+    return await request.body()
+
+
+def check_media_type(content_type: str) -> None:
+    """415 unless ``content_type`` is JSON."""
+    media_type = content_type.partition(";")[0].strip().lower()
     if media_type not in _JSON_TYPES and not media_type.endswith("+json"):
         raise ApiError(
             415,
             "unsupported_media_type",
             "send JSON with Content-Type: application/json;charset=utf-8",
         )
-    return await request.body()
+
+
+_any_json = msgspec.json.Decoder()
 
 
 def decode(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
-    """Decode a JSON body: 400 if it is not JSON, 422 naming the field if it does not fit."""
+    """Decode a JSON body: 400 if it is not JSON (or not an object), 422 naming the field if
+    it does not fit."""
     try:
-        return decoder.decode(body)
+        return decode_item(body, decoder)
     except msgspec.ValidationError as exc:
+        # msgspec validates while it parses: make sure the body is a JSON object at all
+        # before blaming a field (``{"x": 1} trailing`` is malformed, ``[]`` not an object).
+        try:
+            is_object = isinstance(decode_item(body, _any_json), dict)
+        except msgspec.ValidationError:  # JSON, with a number no type holds (1e400)
+            is_object = body.lstrip()[:1] == b"{"
+        if not is_object:
+            raise ApiError(400, "malformed_json", "the body must be a JSON object") from None
         raise from_validation(exc) from None
+
+
+def decode_item(raw: bytes | msgspec.Raw, decoder: msgspec.json.Decoder[T]) -> T:
+    """Decode JSON text, answering 400 for text that is not JSON; a value that does not fit
+    raises :class:`msgspec.ValidationError` for the caller to report."""
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError:
+        raise
     except msgspec.DecodeError as exc:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:
+        # msgspec raises this (not DecodeError) for a string that is not UTF-8.
+        raise ApiError(400, "malformed_json", "the body is not valid UTF-8") from None
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "the body is nested too deeply") from None
 
 
 def invalid(exc: ingest.InvalidEvent, status: int = 422) -> ApiError:
