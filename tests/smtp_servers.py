@@ -319,3 +319,118 @@ class ScriptServer:
         if verb in (b"NOOP", b"HELO"):
             return b"250 2.0.0 Ok\r\n"
         return b"502 5.5.2 Error: command not recognized\r\n"
+
+
+# -- for the live-server tests (tests/acceptance) ------------------------------------------
+
+
+class Staller(Recorder):
+    """A :class:`Recorder` that counts MAIL commands and, for messages ``stall`` picks (by
+    their recipients), takes the data and never answers; the silence lasts until the
+    connection goes away (aiosmtpd then cancels the handler), so those messages are never
+    recorded. ``stall`` may be changed while the server runs; ``stalled`` keeps the data of
+    the messages it held. ``delay`` makes every other message wait that long for its reply."""
+
+    def __init__(
+        self,
+        *,
+        stall: Callable[[list[str]], bool] | None = None,
+        delay: float = 0.0,
+        **options: Any,
+    ):
+        super().__init__(**options)
+        self.stall = stall
+        self.delay = delay
+        self.mails = 0
+        self.stalled: list[bytes] = []
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        self.mails += 1
+        return await super().handle_MAIL(server, session, envelope, address, options)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.stall is not None and self.stall(list(envelope.rcpt_tos)):
+            self.stalled.append(envelope.original_content)
+            await asyncio.get_running_loop().create_future()  # until cancelled
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@dataclasses.dataclass
+class Tracked(Running):
+    """A listening server that also knows how many connections are open (and the most that
+    ever were at once)."""
+
+    active: int = 0
+    peak: int = 0
+
+
+@contextlib.asynccontextmanager
+async def tracked_aiosmtpd_server(
+    handler: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    implicit_tls: ssl.SSLContext | None = None,
+    **smtp_options: Any,
+) -> AsyncIterator[Tracked]:
+    """:func:`aiosmtpd_server` that tracks open connections."""
+    running = Tracked(port)
+
+    class Counting(SMTP):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            if self._original_transport is None:  # not the same one again after STARTTLS
+                running.connections += 1
+                running.active += 1
+                running.peak = max(running.peak, running.active)
+            super().connection_made(transport)
+
+        def connection_lost(self, error: Exception | None) -> None:
+            running.active -= 1
+            super().connection_lost(error)
+
+    def protocol() -> SMTP:
+        return Counting(handler, hostname="test.example", **smtp_options)
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(protocol, host, port, ssl=implicit_tls)
+    running.port = server.sockets[0].getsockname()[1]
+    running.server = server
+    try:
+        yield running
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def silent_server(*, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[Running]:
+    """Accepts connections and never says a word (not even a greeting); hangs up on every
+    client when it stops."""
+    running = Running(port)
+    transports: set[asyncio.Transport] = set()
+
+    class Silent(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            running.connections += 1
+            self.transport = transport
+            transports.add(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            transports.discard(self.transport)
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Silent, host, port)
+    running.port = server.sockets[0].getsockname()[1]
+    running.server = server
+    try:
+        yield running
+    finally:
+        server.close()
+        for transport in list(transports):
+            transport.abort()
+        await server.wait_closed()

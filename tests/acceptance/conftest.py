@@ -44,10 +44,10 @@ class Live:
         return self.app.settings
 
     async def wait_status(
-        self, event_id: int | str, *statuses: str, timeout: float = 10.0
+        self, event_id: int | str, *statuses: str, within: float = 10.0
     ) -> dict[str, Any]:
         """Poll ``GET /api/v1/events/{id}`` until the event's status is one of ``statuses``."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         while True:
             response = await self.client.get(f"/api/v1/events/{event_id}")
             assert response.status_code == 200, response.text
@@ -121,9 +121,9 @@ async def live(serve: Serve) -> AsyncIterator[Live]:
         yield running
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
     """Wait until ``check()`` is true."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while not await check():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
