@@ -1,0 +1,416 @@
+"""Tidings benchmarks: ingest, batch ingest, end to end to smtp-sink, and latency at a fixed rate.
+
+    .venv/bin/python bench/run.py                      # every scenario, SQLite and PostgreSQL
+    .venv/bin/python bench/run.py --db sqlite --scenarios ingest,latency --seconds 10
+
+Each scenario starts Tidings as its own process (``tidings api`` or ``tidings serve``) on a
+fresh database, exactly as a user would run it, and drives it over loopback:
+
+- ``ingest``: single-event ``POST /api/v1/events`` from wrk (keep-alive, 64 connections); each
+  answer comes after the event is committed. The API runs alone (``tidings api``) so that the
+  number is the API's; the rows are counted afterwards and must match wrk's requests.
+- ``batch``: ``POST /api/v1/events/batch`` with 500 events a request, 4 connections.
+- ``e2e``: ``tidings serve`` delivering by SMTP to Postfix's ``smtp-sink``; N events POSTed as
+  fast as they are accepted; throughput = events / (last SMTP 250 - first POST accepted).
+- ``latency``: the same set-up, events POSTed at a fixed rate (open loop, default 200/s);
+  latency = the event's SMTP 250 (``sent_at``, written by the worker when the server accepted
+  the message) minus the moment the client had its 201.
+
+Results are printed as a Markdown table for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import pwd
+import re
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.request import urlopen
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import load
+from tidings import ids
+
+ROOT = Path(__file__).resolve().parent.parent
+TIDINGS = str(Path(sys.executable).parent / "tidings")
+PG_ADMIN = os.environ.get(
+    "TIDINGS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+CTX = {"cartAmount": "$ 125", "lastProduct": "Leather motorbike jacket", "firstName": "Jack"}
+
+
+def event_body(n: int) -> bytes:
+    return json.dumps(
+        {"type": "cartAbandonment", "recipient": {"email": f"user{n}@example.com"}, "ctx": CTX}
+    ).encode()
+
+
+# -- the parts: databases, smtp-sink, a Tidings process -----------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def fresh_database(kind: str, folder: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        path = folder / f"bench-{time.time_ns()}.db"
+        yield f"sqlite:///{path}"
+        return
+    name = f"tidings_bench_{os.getpid()}"
+
+    async def run(statement: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextlib.contextmanager
+def smtp_sink() -> Iterator[int]:
+    program = shutil.which("smtp-sink") or shutil.which("smtp-sink", path="/usr/sbin")
+    if not program:
+        sys.exit("smtp-sink is missing: install Debian's postfix (scripts/test-services does)")
+    port = free_port()
+    user = ["-u", pwd.getpwuid(65534).pw_name] if os.geteuid() == 0 else []
+    process = subprocess.Popen(
+        [program, *user, f"127.0.0.1:{port}", "1024"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing listens on port {port}")
+        time.sleep(0.05)
+
+
+@dataclass
+class Running:
+    url: str
+    key: str
+    database_url: str
+
+
+@contextlib.contextmanager
+def tidings(
+    verb: str, database_url: str, folder: Path, smtp_port: int | None = None
+) -> Iterator[Running]:
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        TIDINGS_DATABASE_URL=database_url,
+        TIDINGS_PORT=str(port),
+        TIDINGS_LOG_LEVEL="warning",
+    )
+    if smtp_port is not None:
+        env.update(
+            TIDINGS_SMTP_HOST="127.0.0.1", TIDINGS_SMTP_PORT=str(smtp_port), TIDINGS_SMTP_TLS="none"
+        )
+    log = folder / f"tidings-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [TIDINGS, verb], env=env, cwd=folder, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 60
+        key = None
+        while key is None:
+            if process.poll() is not None:
+                raise RuntimeError(f"tidings {verb} exited:\n{log.read_text()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"tidings {verb} did not start:\n{log.read_text()}")
+            found = re.search(r"tid_[a-z0-9]+_[A-Za-z0-9_-]+", log.read_text())
+            key = found.group(0) if found else None
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        while True:
+            with contextlib.suppress(OSError), urlopen(url + "/healthz", timeout=1):
+                break
+            time.sleep(0.05)
+        yield Running(url, key, database_url)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+# -- reading results out of the database ---------------------------------------------------
+
+
+def event_rows(database_url: str) -> list[tuple[int, str, int | None]]:
+    """(event id, status, sent_at µs) of every event."""
+    query = "SELECT id, status, sent_at FROM events"
+    if database_url.startswith("sqlite"):
+        with contextlib.closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as c:
+            rows = c.execute(query).fetchall()
+    else:
+
+        async def fetch() -> list[tuple[int, str, int | None]]:
+            conn = await asyncpg.connect(database_url)
+            try:
+                return [tuple(r) for r in await conn.fetch(query)]  # type: ignore[misc]
+            finally:
+                await conn.close()
+
+        rows = asyncio.run(fetch())
+    return [(ids.from_db(i), status, sent) for i, status, sent in rows]
+
+
+def wait_done(
+    database_url: str, count: int, timeout: float = 600.0
+) -> list[tuple[int, str, int | None]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = event_rows(database_url)
+        if len(rows) >= count and all(s not in ("pending", "processing") for _, s, _ in rows):
+            return rows
+        if time.monotonic() > deadline:
+            raise RuntimeError("events were not all delivered in time")
+        time.sleep(0.25)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+# -- scenarios -------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    scenario: str
+    db: str
+    value: str
+    detail: str
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+wrk.body = '{body}'
+"""
+
+
+def scenario_ingest(db: str, folder: Path, seconds: float) -> Row:
+    if not shutil.which("wrk"):
+        sys.exit("wrk is missing: apt-get install wrk (make bench installs it)")
+    with fresh_database(db, folder) as url, tidings("api", url, folder) as running:
+        script = folder / "post.lua"
+        script.write_text(WRK_SCRIPT.format(key=running.key, body=event_body(0).decode()))
+        target = running.url + "/api/v1/events"
+        subprocess.run(  # warm-up: connections, caches, the first WAL growth
+            ["wrk", "-t1", "-c16", "-d2s", "-s", str(script), target],
+            check=True,
+            capture_output=True,
+        )
+        before = len(event_rows(url))
+        output = subprocess.run(
+            ["wrk", "-t1", "-c64", f"-d{int(seconds)}s", "--latency", "-s", str(script), target],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        stored = len(event_rows(url)) - before
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    lat = {p: re.search(rf"\s{p}%\s+([\d.]+\w+)", output) for p in ("50", "99")}
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    detail = (
+        f"{requests} requests, {stored} rows stored, {errors} non-2xx; "
+        f"latency p50 {lat['50'].group(1) if lat['50'] else '?'}, "
+        f"p99 {lat['99'].group(1) if lat['99'] else '?'} (wrk -t1 -c64)"
+    )
+    if stored < requests - errors:
+        detail += f" — MISSING {requests - errors - stored} acknowledged events"
+    return Row("single-event ingest", db, f"{rate:,.0f} events/s", detail)
+
+
+def scenario_batch(db: str, folder: Path, seconds: float) -> Row:
+    size = 500
+    batch = [json.loads(event_body(n)) for n in range(size)]
+    body = json.dumps({"events": batch}).encode()
+    with fresh_database(db, folder) as url, tidings("api", url, folder) as running:
+        target = running.url + "/api/v1/events/batch"
+        count = max(20, int(seconds * 60))
+        asyncio.run(load.closed_loop(target, running.key, lambda n: body, count=4, connections=2))
+        result = asyncio.run(_batches(target, running.key, body, count))
+        stored = len(event_rows(url))
+    events = result[0] * size
+    rate = events / result[1]
+    return Row(
+        "batch ingest",
+        db,
+        f"{rate:,.0f} events/s",
+        f"{result[0]} batches of {size} in {result[1]:.1f} s, {stored} rows stored (4 connections)",
+    )
+
+
+async def _batches(target: str, key: str, body: bytes, count: int) -> tuple[int, float]:
+    parts = target.split("/", 3)
+    host, port = parts[2].split(":")
+    raw = load.post_request(target, key, body)
+    done = 0
+
+    async def client() -> None:
+        nonlocal done
+        conn = await load.Connection.open(host, int(port))
+        try:
+            while done < count:
+                done += 1
+                status, answer = await conn.request(raw)
+                if status != 200:
+                    raise RuntimeError(f"batch answered {status}: {answer[:200]!r}")
+        finally:
+            conn.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(4)))
+    return done, time.perf_counter() - start
+
+
+def scenario_e2e(db: str, folder: Path, count: int) -> Row:
+    with (
+        fresh_database(db, folder) as url,
+        smtp_sink() as sink,
+        tidings("serve", url, folder, smtp_port=sink) as running,
+    ):
+        target = running.url + "/api/v1/events"
+        result = asyncio.run(
+            load.closed_loop(target, running.key, event_body, count=count, connections=32)
+        )
+        rows = wait_done(url, len(result.accepted))
+    sent = {i: s for i, status, s in rows if status == "processed" and s is not None}
+    first_accept = min(t for _, t in result.accepted)
+    last_sent = max(sent.values())
+    rate = len(sent) / ((last_sent - first_accept) / 1e6)
+    latencies = [(sent[i] - t) / 1000 for i, t in result.accepted if i in sent]
+    return Row(
+        "end to end (POST → SMTP 250)",
+        db,
+        f"{rate:,.0f} emails/s",
+        f"{len(sent)}/{len(result.accepted)} delivered to smtp-sink, ingest "
+        f"{len(result.accepted) / result.seconds:,.0f}/s alongside; POST-to-250 under this "
+        f"backlog p50 {percentile(latencies, 50):,.0f} ms (32 connections, closed loop)",
+    )
+
+
+def scenario_latency(db: str, folder: Path, seconds: float, rate: float) -> Row:
+    with (
+        fresh_database(db, folder) as url,
+        smtp_sink() as sink,
+        tidings("serve", url, folder, smtp_port=sink) as running,
+    ):
+        target = running.url + "/api/v1/events"
+        asyncio.run(load.open_loop(target, running.key, event_body, rate=rate, seconds=1))
+        result = asyncio.run(
+            load.open_loop(target, running.key, event_body, rate=rate, seconds=seconds)
+        )
+        rows = wait_done(url, len(result.accepted))
+    sent = {i: s for i, status, s in rows if status == "processed" and s is not None}
+    latencies = [(sent[i] - t) / 1000 for i, t in result.accepted if i in sent]
+    return Row(
+        f"latency at {rate:.0f} events/s",
+        db,
+        f"p99 {percentile(latencies, 99):.1f} ms",
+        f"POST accepted → SMTP 250 over {len(latencies)} events: p50 "
+        f"{statistics.median(latencies):.1f} ms, p90 {percentile(latencies, 90):.1f} ms, "
+        f"p99 {percentile(latencies, 99):.1f} ms, max {max(latencies):.1f} ms",
+    )
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{os.cpu_count()} × {cpu}, Linux {platform.release()}, Python "
+        f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--scenarios", default="ingest,batch,e2e,latency")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of timed runs")
+    parser.add_argument("--events", type=int, default=30_000, help="events in the e2e run")
+    parser.add_argument("--rate", type=float, default=200.0, help="rate of the latency run")
+    args = parser.parse_args()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="tidings-bench-") as tmp:
+        folder = Path(tmp)
+        for db in args.db.split(","):
+            for name in args.scenarios.split(","):
+                if name == "ingest":
+                    row = scenario_ingest(db, folder, args.seconds)
+                elif name == "batch":
+                    row = scenario_batch(db, folder, args.seconds)
+                elif name == "e2e":
+                    row = scenario_e2e(db, folder, args.events)
+                elif name == "latency":
+                    row = scenario_latency(db, folder, args.seconds, args.rate)
+                else:
+                    sys.exit(f"unknown scenario {name!r}")
+                print(f"{row.scenario} [{row.db}]: {row.value} — {row.detail}", flush=True)
+                rows.append(row)
+    print(f"\nMachine: {machine()}\n")
+    print("| scenario | database | result | detail |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print(f"| {row.scenario} | {row.db} | {row.value} | {row.detail} |")
+
+
+if __name__ == "__main__":
+    main()
