@@ -135,13 +135,15 @@ class Renderer:
 
     def render_email(self, compiled: CompiledEmail, event: model.Event) -> model.EmailMessage:
         """The email ``event`` gets from ``compiled``."""
-        variables = template_variables(event)
+        # One context dict for every part, built once (``Template.render`` would copy the
+        # variables and the environment's globals again for each part).
+        variables = {**self._text.globals, **template_variables(event)}
         try:
-            subject = " ".join(compiled.subject.render(variables).split())
-            html = compiled.html.render(variables) if compiled.html is not None else ""
-            text = compiled.text.render(variables) if compiled.text is not None else ""
+            subject = " ".join(_render(compiled.subject, variables).split())
+            html = _render(compiled.html, variables) if compiled.html is not None else ""
+            text = _render(compiled.text, variables) if compiled.text is not None else ""
             headers = tuple(
-                (name, " ".join(t.render(variables).split())) for name, t in compiled.headers
+                (name, " ".join(_render(t, variables).split())) for name, t in compiled.headers
             )
         except jinja2.TemplateError as exc:
             raise RenderError(f"template error: {exc}") from exc
@@ -158,6 +160,13 @@ class Renderer:
             reply_to=compiled.reply_to,
             headers=headers,
         )
+
+
+def _render(template: Any, variables: dict[str, Any]) -> str:
+    """``template.render(variables)`` without copying ``variables`` (Jinja2's low-level API:
+    a shared context reads the dict as it is and never writes to it)."""
+    context = template.new_context(variables, shared=True)
+    return str(template.environment.concat(template.root_render_func(context)))
 
 
 def template_variables(event: model.Event) -> dict[str, Any]:

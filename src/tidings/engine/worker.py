@@ -127,10 +127,8 @@ class Worker:
         limit = min(free, self.settings.claim_batch)
         now = clock.now_us()
         lease_until = now + int(self.settings.lease_seconds * 1_000_000)
-        async with self.db.transaction() as conn:
-            claimed = await queue.claim_due_events(
-                conn, now=now, lease_until=lease_until, limit=limit
-            )
+        claimed = await queue.claim_due(self.db, now=now, lease_until=lease_until, limit=limit)
+        async with self.db.connection() as conn:
             revision = await catalog.routing_revision(conn)
         if revision != self.routing.revision:
             await self.reload_routing()
@@ -306,8 +304,7 @@ class Worker:
     async def _record(self, completions: list[queue.Completion]) -> list[None]:
         while True:
             try:
-                async with self.db.transaction() as conn:
-                    await queue.record_outcomes(conn, completions)
+                await self.db.write_many(queue.outcome_steps(completions))
                 return [None] * len(completions)
             except Unavailable as exc:
                 # Keep the outcomes until the database is back: the messages were sent, and

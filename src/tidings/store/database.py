@@ -116,6 +116,11 @@ class Database(Protocol):
         the writer thread waits for a turn of a busy event loop)."""
         ...
 
+    async def write_fetch(self, query: Query, *args: Any) -> list[Row]:
+        """One writing statement (``UPDATE ... RETURNING``), its own transaction, its rows:
+        a single round trip to the writer."""
+        ...
+
     async def close(self) -> None:
         """Release every connection."""
         ...
@@ -250,6 +255,10 @@ class _SQLiteConnection:
     async def write_many(self, steps: Sequence[tuple[Query, Sequence[Sequence[Any]]]]) -> None:
         await self._run(self._write_many, [(q.sqlite, rows) for q, rows in steps if rows])
 
+    async def write_fetch(self, query: Query, *args: Any) -> list[Row]:
+        # Autocommit: the statement is its own transaction, committed when fully stepped.
+        return await self._run(self._fetch, query.sqlite, _adapt(args))
+
     async def execute(self, query: Query, *args: Any) -> int:
         return await self._run(self._execute, query.sqlite, _adapt(args))
 
@@ -323,6 +332,10 @@ class SQLiteDatabase:
     async def write_many(self, steps: Sequence[tuple[Query, Sequence[Sequence[Any]]]]) -> None:
         async with self._write_lock:
             await self._writer.write_many(steps)
+
+    async def write_fetch(self, query: Query, *args: Any) -> list[Row]:
+        async with self._write_lock:
+            return await self._writer.write_fetch(query, *args)
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
@@ -422,6 +435,10 @@ class PostgresDatabase:
         async with self.transaction() as conn:
             for query, rows in steps:
                 await conn.executemany(query, rows)
+
+    async def write_fetch(self, query: Query, *args: Any) -> list[Row]:
+        async with self.connection() as conn:  # autocommit: one statement, one transaction
+            return await conn.fetch(query, *args)
 
     async def close(self) -> None:
         await self.pool.close()

@@ -60,18 +60,24 @@ class NewEvent(msgspec.Struct, frozen=True, array_like=True):
         )
 
 
+# Enum lookups by value through a dict: ``EventStatus(text)`` is ~20x slower, and the worker
+# turns every claimed row into an Event.
+_STATUS = {str(s): s for s in model.EventStatus}
+_CHANNEL = {str(c): c for c in model.Channel}
+
+
 def event_from_row(row: Row) -> model.Event:
     """A domain event from a row selected with :data:`COLUMNS`."""
     return model.Event(
         id=ids.from_db(row[0]),
         type=row[1],
-        channel=model.Channel(row[2]) if row[2] else None,
+        channel=_CHANNEL[row[2]] if row[2] else None,
         recipient=model.Recipient(
             email=row[3], mobilePhone=row[4], pushToken=row[5], externalId=row[6]
         ),
         ctx=_ctx_decoder.decode(row[7]),
         priority=row[8],
-        status=model.EventStatus(row[9]),
+        status=_STATUS[row[9]],
         source=row[10],
         received_at=row[11],
         scheduled_at=row[12],
