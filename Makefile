@@ -32,7 +32,7 @@ types: $(BIN)/tidings
 
 ## bench: the benchmarks (see BENCHMARKS.md)
 bench: $(BIN)/tidings
-	scripts/test-services
+	scripts/test-services --bench
 	$(BIN)/python bench/run.py
 
 clean:

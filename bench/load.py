@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 @dataclass
 class Result:
     accepted: list[tuple[int, int]] = field(default_factory=list)
-    errors: dict[int, int] = field(default_factory=dict)
+    errors: dict[int | str, int] = field(default_factory=dict)
     started: float = 0.0
     finished: float = 0.0
 
@@ -113,7 +113,13 @@ async def open_loop(
 
     async def one(n: int) -> None:
         conn = idle.pop() if idle else await Connection.open(host, port)
-        status, answer = await conn.request(post_request(url, key, body(n)))
+        try:
+            status, answer = await conn.request(post_request(url, key, body(n)))
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            conn.close()
+            name = type(exc).__name__
+            result.errors[name] = result.errors.get(name, 0) + 1
+            return
         idle.append(conn)
         if status == 201:
             result.accepted.append((_event_id(answer), time.time_ns() // 1000))

@@ -398,13 +398,17 @@ def scenario_latency(db: str, folder: Path, seconds: float, rate: float) -> Row:
         rows = wait_done(url, len(result.accepted))
     sent = {i: s for i, status, s in rows if status == "processed" and s is not None}
     latencies = [(sent[i] - t) / 1000 for i, t in result.accepted if i in sent]
+    unsent = len(result.accepted) - len(latencies)
+    problems = (f"; client errors {result.errors}" if result.errors else "") + (
+        f"; {unsent} accepted events not processed" if unsent else ""
+    )
     return Row(
         f"latency at {rate:.0f} events/s",
         db,
         f"p99 {percentile(latencies, 99):.1f} ms",
         f"POST accepted → SMTP 250 over {len(latencies)} events: p50 "
         f"{statistics.median(latencies):.1f} ms, p90 {percentile(latencies, 90):.1f} ms, "
-        f"p99 {percentile(latencies, 99):.1f} ms, max {max(latencies):.1f} ms",
+        f"p99 {percentile(latencies, 99):.1f} ms, max {max(latencies):.1f} ms{problems}",
     )
 
 
