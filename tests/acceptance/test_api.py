@@ -1578,3 +1578,16 @@ async def test_either_header_carries_the_key_everywhere(live: Live, header: str)
         assert (await client.get(f"/api/v1/events/{created.json()['id']}")).status_code == 200
         assert (await client.post(CART, json={"email": "a@example.com"})).status_code == 201
         assert (await client.get("/api/v1/quarantine")).status_code == 200
+
+
+async def test_openapi_lists_auth_errors_on_every_guarded_operation(live: Live) -> None:
+    document = (await live.client.get("/api/v1/openapi.json")).json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if path in ("/healthz", "/api/v1/openapi.json"):
+                continue
+            missing = {"401", "403"} - set(operation["responses"])
+            assert not missing, f"{method.upper()} {path} does not document {missing}"
+            # and the server does answer 401 there without a key
+    response = await live.client.get("/api/v1/events", headers={"Authorization": ""})
+    assert response.status_code == 401

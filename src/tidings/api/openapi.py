@@ -19,6 +19,7 @@ from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from tidings import __version__
+from tidings.api.errors import ErrorResponse
 
 PATH = "/api/v1/openapi.json"
 
@@ -50,9 +51,7 @@ def complete(request: Request[Any, Any, Any], schema: dict[str, Any]) -> dict[st
     """Litestar's document plus the request bodies it cannot see."""
     document = copy.deepcopy(schema)
     bodies = _bodies(request)
-    if not bodies:
-        return document
-    structs = sorted(set(bodies.values()), key=lambda t: t.__name__)
+    structs = sorted({*bodies.values(), ErrorResponse}, key=lambda t: t.__name__)
     refs, components = msgspec.json.schema_components(
         structs, ref_template="#/components/schemas/{name}"
     )
@@ -67,7 +66,30 @@ def complete(request: Request[Any, Any, Any], schema: dict[str, Any]) -> dict[st
                 "required": True,
                 "content": {"application/json": {"schema": ref_of[struct]}},
             }
+    _auth_errors(document, ref_of[ErrorResponse])
     return document
+
+
+_OPEN = {"/healthz", PATH}
+_AUTH_ERRORS = {
+    "401": "Missing, unknown or revoked API key",
+    "403": "The API key lacks the scope",
+}
+
+
+def _auth_errors(document: dict[str, Any], error_ref: dict[str, Any]) -> None:
+    """Every guarded operation can answer 401 and 403; say so where a handler did not."""
+    for path, operations in document.get("paths", {}).items():
+        if path in _OPEN:
+            continue
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            for status, text in _AUTH_ERRORS.items():
+                operation["responses"].setdefault(
+                    status,
+                    {"description": text, "content": {"application/json": {"schema": error_ref}}},
+                )
 
 
 def config() -> OpenAPIConfig:
