@@ -24,18 +24,6 @@ from tidings.store import events as events_store
 
 _adobe_in = msgspec.json.Decoder(payloads.AdobeEventIn)
 _encode = msgspec.json.Encoder().encode
-_ERRORS = {
-    code: ResponseSpec(ErrorResponse, description=text)
-    for code, text in {
-        400: "Malformed JSON",
-        401: "Missing, unknown or revoked API key",
-        403: "The API key lacks the scope",
-        413: "Body too large",
-        415: "Not JSON",
-        422: "Invalid field (the error names it)",
-        503: "Database unavailable; retry after Retry-After",
-    }.items()
-}
 
 
 def _fmt(us: int | None) -> str | None:
@@ -128,7 +116,7 @@ def router(app: App) -> Router:
         responses={
             201: ResponseSpec(payloads.AdobeEventOut, description="Stored"),
             404: ResponseSpec(ErrorResponse, description="Unknown eventId"),
-            **_ERRORS,
+            **intake.INTAKE_ERRORS,
         },
         status_code=201,
         guards=[events_scope],

@@ -19,19 +19,6 @@ _event_in = msgspec.json.Decoder(payloads.EventIn)
 _batch_in = msgspec.json.Decoder(payloads.BatchIn)
 _encode = msgspec.json.Encoder().encode
 
-_ERRORS = {
-    code: ResponseSpec(ErrorResponse, description=text)
-    for code, text in {
-        400: "Malformed JSON",
-        401: "Missing, unknown or revoked API key",
-        403: "The API key lacks the scope",
-        413: "Body (or batch) too large",
-        415: "Not JSON",
-        422: "Invalid field (the error names it)",
-        503: "Database unavailable; retry after Retry-After",
-    }.items()
-}
-
 
 def prepare_one(app: App, body: bytes) -> intake.Prepared:
     """Validate one native event: what to store and what to answer."""
@@ -84,7 +71,10 @@ def router(app: App) -> Router:
         summary="Send one event",
         description="Stores the event (answering only after it is committed) and returns it "
         "with status `pending`. Send `Idempotency-Key` to make retries safe.",
-        responses={201: ResponseSpec(payloads.EventOut, description="Stored"), **_ERRORS},
+        responses={
+            201: ResponseSpec(payloads.EventOut, description="Stored"),
+            **intake.INTAKE_ERRORS,
+        },
         status_code=201,
         guards=[events_scope],
         operation_id="createEvent",
@@ -99,7 +89,10 @@ def router(app: App) -> Router:
         summary="Send up to 1,000 events",
         description="Each item is validated on its own: valid items are stored even when "
         "others are rejected. The answer has one result per item, in order.",
-        responses={200: ResponseSpec(payloads.BatchOut, description="Per-item results"), **_ERRORS},
+        responses={
+            200: ResponseSpec(payloads.BatchOut, description="Per-item results"),
+            **intake.INTAKE_ERRORS,
+        },
         status_code=200,
         guards=[events_scope],
         operation_id="createEvents",

@@ -14,14 +14,29 @@ from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request, Response
+from litestar.openapi.datastructures import ResponseSpec
 
 from tidings import ingest
 from tidings.api import auth
-from tidings.api.errors import JSON, ApiError, from_validation
+from tidings.api.errors import JSON, ApiError, ErrorResponse, from_validation
 from tidings.app import App
 from tidings.store import events as events_store
 
 T = TypeVar("T")
+
+#: What the OpenAPI document says every event-submitting route can answer besides success.
+INTAKE_ERRORS = {
+    code: ResponseSpec(ErrorResponse, description=text)
+    for code, text in {
+        400: "Malformed JSON",
+        401: "Missing, unknown or revoked API key",
+        403: "The API key lacks the scope",
+        413: "Body (or batch) too large",
+        415: "Not JSON",
+        422: "Invalid field (the error names it)",
+        503: "Database unavailable; retry after Retry-After",
+    }.items()
+}
 _JSON_TYPES = ("application/json", "text/json")
 
 
