@@ -104,7 +104,10 @@ class App:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         for transport in self.transports.values():
-            await transport.aclose()
+            # Every claimed event is recorded or released by now; a connection still stuck
+            # (a server that stopped answering) is cut once the grace period is over.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(transport.aclose(), self.settings.shutdown_grace)
         if self.slot >= 0:
             with contextlib.suppress(Exception):
                 async with self.db.transaction() as conn:

@@ -717,3 +717,25 @@ async def test_stopping_a_worker_with_every_slot_busy_still_keeps_to_the_grace(
     assert [(r.status, r.attempts, r.reason) for r in rows] == [
         (model.EventStatus.PENDING, 0, None)
     ] * 3
+
+
+async def test_stopping_cuts_a_hung_smtp_connection_after_the_grace(
+    database_url: str, serve: Serve
+) -> None:
+    handler = Staller(stall=lambda rcpts: True)
+    settings = smtp(0, smtp_timeout=60.0)
+    async with tracked_aiosmtpd_server(handler) as server:
+        settings["smtp_port"] = server.port
+        async with serve(**settings, shutdown_grace=0.5) as live:
+            event = await send(live, "stuck@example.org")
+
+            async def stalled() -> bool:
+                return len(handler.stalled) == 1
+
+            await eventually(stalled)
+            started = asyncio.get_running_loop().time()
+        took = asyncio.get_running_loop().time() - started
+        # The worker's grace, then the transport's: far from the 60 s SMTP timeout.
+        assert took < 5, f"stopping took {took:.1f} s"
+        (row,) = await stored(database_url, event)
+        assert (row.status, row.attempts) == (model.EventStatus.PENDING, 0)
