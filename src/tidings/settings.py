@@ -95,7 +95,7 @@ class Settings:
         "Sender used when a template names none, as `Name <address>`.",
     )
     message_id_domain: str = _field(
-        "", "Domain part of generated Message-IDs; default the sender's domain."
+        "", "Domain part of generated Message-IDs; default each message's sender's domain."
     )
     smtp_host: str = _field("", "SMTP relay host name or address.")
     smtp_port: int = _field(0, "SMTP port; default 465 for `implicit` TLS, else 25.")

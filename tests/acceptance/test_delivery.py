@@ -221,7 +221,7 @@ async def test_an_event_is_rendered_and_delivered(serve: Serve) -> None:
     assert event["timeline"]["finishedAt"] is not None
     [delivery] = event["deliveries"]
     assert message["Message-ID"] == f"<{delivery['messageId']}>"
-    assert delivery["messageId"].startswith(f"{event_id}.tidings@")
+    assert delivery["messageId"] == f"{event_id}.tidings@example.com"  # the sender's domain
     assert {k: delivery[k] for k in ("attempt", "channel", "transport", "address")} == {
         "attempt": 1,
         "channel": "email",
@@ -690,7 +690,7 @@ async def test_nothing_is_left_processing_when_stopping_mid_stream(
     assert set(by_status) <= {model.EventStatus.PROCESSED, model.EventStatus.PENDING}, by_status
     assert by_status[model.EventStatus.PENDING] > 0  # the stop came mid-stream
     for row in rows:
-        mid = f"{row.id}.tidings@tidings.localhost"  # the default sender's domain
+        mid = f"{row.id}.tidings@example.com"  # the example template sender's domain
         if row.status is model.EventStatus.PROCESSED:
             assert (row.attempts, received_at_stop[mid]) == (1, 1)
         else:

@@ -79,9 +79,7 @@ class Renderer:
         self._html = _environment(autoescape=True)
         self._text = _environment(autoescape=False)
         self.default_sender = parse_address(default_sender)
-        self.message_id_domain = (
-            message_id_domain or self.default_sender.address.rpartition("@")[2] or "localhost"
-        )
+        self.message_id_domain = message_id_domain  # empty: each message's sender's domain
         self._compiled: dict[int, CompiledEmail] = {}
         self._cache_size = cache_size
 
@@ -129,9 +127,14 @@ class Renderer:
             ),
         )
 
-    def message_id(self, event_id: int) -> str:
-        """The Message-ID of an event's email (stable across retries), without brackets."""
-        return f"{event_id}.tidings@{self.message_id_domain}"
+    def message_id(self, event_id: int, sender: model.EmailAddress | None = None) -> str:
+        """The Message-ID of an event's email (stable across retries), without brackets: in
+        the ``message_id_domain`` setting, or else the sender's domain (as receivers and DKIM
+        alignment expect)."""
+        domain = (
+            self.message_id_domain or (sender or self.default_sender).address.rpartition("@")[2]
+        )
+        return f"{event_id}.tidings@{domain or 'localhost'}"
 
     def render_email(self, compiled: CompiledEmail, event: model.Event) -> model.EmailMessage:
         """The email ``event`` gets from ``compiled``."""
@@ -151,7 +154,7 @@ class Renderer:
             raise RenderError(f"template error: {type(exc).__name__}: {exc}") from exc
         return model.EmailMessage(
             event_id=event.id,
-            message_id=self.message_id(event.id),
+            message_id=self.message_id(event.id, compiled.sender),
             sender=compiled.sender,
             to=model.EmailAddress(event.recipient.email or ""),
             subject=subject,
