@@ -12,15 +12,26 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
-from tidings import apikeys, ids, ingest, model
+from tidings import apikeys, clock, ids, ingest, metrics, model, ratelimit
 from tidings.channels import base
 from tidings.channels.email import outbox as outbox_transport
 from tidings.channels.email import smtp
 from tidings.engine import render, route, worker
 from tidings.settings import Settings
-from tidings.store import batching, catalog, database, keys, migrate, nodes
+from tidings.store import (
+    batching,
+    catalog,
+    database,
+    keys,
+    migrate,
+    nodes,
+    notify,
+    queue,
+    retention,
+)
+from tidings.store import events as events_store
 from tidings.store import outbox as outbox_store
 
 log = logging.getLogger("tidings")
@@ -29,6 +40,7 @@ ID_LEASE_MS = 30_000
 _KEY_CACHE_SECONDS = 10.0
 _UNKNOWN_KEY_CACHE_SECONDS = 1.0  # a flood of bad keys costs one lookup a second each
 _ROUTING_CACHE_SECONDS = 1.0
+_SHED_SAMPLE_SECONDS = 1.0
 
 
 class App:
@@ -51,11 +63,16 @@ class App:
             model.Channel.EMAIL: self._email_transport()
         }
         self.worker: worker.Worker | None = None
+        self.metrics = metrics.Metrics()
+        self.limiter = ratelimit.Limiter.from_settings(settings)
+        # True while the oldest due event waits longer than ``shed_queue_age`` (sampled).
+        self.shedding = False
         self.ingest = ingest.Ingest(
             db,
             self.ids,
             routing=self.routing,
             on_commit=self._on_commit,
+            on_written=self._count_written,
             max_rows=settings.commit_max_rows,
             max_delay=settings.commit_max_delay,
         )
@@ -64,6 +81,9 @@ class App:
         self._routing_refresh: asyncio.Task[None] | None = None
         self._keys: dict[str, tuple[model.ApiKey | None, float]] = {}
         self._background: list[asyncio.Task[None]] = []
+        # PostgreSQL: wake the workers of other processes after commits (store/notify.py).
+        self.notifier = notify.Notifier(db) if db.dialect == "postgresql" else None
+        self.listener: notify.Listener | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -88,17 +108,42 @@ class App:
         await self._lease_id_slot()
         self._background.append(asyncio.create_task(self._renew_id_slot(), name="tidings-ids"))
         await self.refresh_routing()
+        if self.settings.shed_queue_age > 0:
+            self._background.append(
+                asyncio.create_task(self._watch_queue(), name="tidings-shedding")
+            )
         if run_worker:
             self.worker = worker.Worker(
-                self.db, self.settings, transports=self.transports, renderer=self.renderer
+                self.db,
+                self.settings,
+                transports=self.transports,
+                renderer=self.renderer,
+                counters=self.metrics,
             )
             self.worker.start()
+            if self.notifier is not None:
+                self.listener = notify.Listener(self.db.url, self.worker.wake)
+                self.listener.start()
+            s = self.settings
+            if s.retention_interval > 0 and (s.event_retention > 0 or s.report_retention > 0):
+                purging = retention.run_periodically(
+                    self.db,
+                    interval=s.retention_interval,
+                    event_age=s.event_retention,
+                    report_age=s.report_retention,
+                    batch=s.retention_batch,
+                )
+                self._background.append(asyncio.create_task(purging, name="tidings-retention"))
 
     async def close(self) -> None:
         """Stop the worker, commit what was accepted, close transports and the database."""
         if self.worker is not None:
             await self.worker.stop()
+        if self.listener is not None:
+            await self.listener.aclose()
         await self.ingest.aclose()
+        if self.notifier is not None:
+            await self.notifier.aclose()
         await self.outbox.aclose()
         for task in self._background:
             task.cancel()
@@ -166,6 +211,45 @@ class App:
         if self.worker is not None:
             self.worker.wake()
 
+    # ---------------------------------------------------------------- operations
+
+    def _count_written(self, events: Sequence[events_store.NewEvent]) -> None:
+        self.metrics.committed((e.type, e.source) for e in events)
+
+    async def sample_queue(self) -> None:
+        """Read the queue depth and the age of the oldest due event into :attr:`metrics`
+        (``database_up`` false, the rest unchanged, if the database does not answer)."""
+        now = clock.now_us()
+        try:
+            async with self.db.connection() as conn:
+                depth, oldest = await queue.queue_depth(conn, now)
+        except database.Unavailable:
+            self.metrics.database_up = False
+            return
+        self.metrics.database_up = True
+        self.metrics.queue_depth = depth
+        self.metrics.oldest_due_age = 0.0 if oldest is None else max(0, now - oldest) / 1e6
+
+    async def _watch_queue(self) -> None:
+        """Load shedding: sample the oldest due event's age every second (never per
+        request) and set :attr:`shedding` from it."""
+        bound = self.settings.shed_queue_age
+        while True:
+            try:
+                await self.sample_queue()
+            except Exception:
+                log.exception("cannot sample the queue")
+            shedding = self.metrics.oldest_due_age > bound
+            if shedding != self.shedding:
+                log.warning(
+                    "%s shedding ingest: the oldest due event waited %.1f s (bound %.1f s)",
+                    "start" if shedding else "stop",
+                    self.metrics.oldest_due_age,
+                    bound,
+                )
+                self.shedding = shedding
+            await asyncio.sleep(_SHED_SAMPLE_SECONDS)
+
     # ---------------------------------------------------------------- transports
 
     def _email_transport(self) -> base.Transport[model.EmailMessage]:
@@ -196,14 +280,34 @@ class App:
     def _on_commit(self) -> None:
         if self.worker is not None:
             self.worker.wake()
+        if self.notifier is not None:
+            self.notifier.poke()
 
     # ---------------------------------------------------------------- API keys
 
     async def authenticate(self, key: str) -> model.ApiKey | None:
-        """The active API key ``key`` is, or None (results cached for a few seconds)."""
+        """The active API key ``key`` is, or None (results cached for a few seconds).
+        A valid key is charged one request: over its rate limit this raises
+        :class:`ratelimit.Limited`."""
         cached = self._keys.get(key)
         if cached is not None and cached[1] > time.monotonic():
+            if self.limiter is not None and cached[0] is not None:
+                self._charge(cached[0].prefix)
             return cached[0]
+        found = await self._look_up_key(key)
+        if self.limiter is not None and found is not None:
+            self._charge(found.prefix)
+        return found
+
+    def _charge(self, prefix: str) -> None:
+        assert self.limiter is not None
+        try:
+            self.limiter.check(prefix)
+        except ratelimit.Limited:
+            self.metrics.rejected["rate_limited"] += 1
+            raise
+
+    async def _look_up_key(self, key: str) -> model.ApiKey | None:
         prefix = apikeys.prefix_of(key)
         if prefix is None:
             return None

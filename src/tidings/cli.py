@@ -19,8 +19,8 @@ from rich.table import Table
 
 from tidings import apikeys, clock, ids, ingest, logs, model, quarantine, server
 from tidings.app import App
+from tidings.control import adobe_import, files
 from tidings.control import catalog as control_catalog
-from tidings.control import files
 from tidings.settings import Settings, SettingsError, describe
 from tidings.store import database, migrate
 from tidings.store import events as events_store
@@ -43,6 +43,8 @@ types_cli = typer.Typer(help="Event types.", no_args_is_help=True)
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(quarantine_cli, name="quarantine")
 cli.add_typer(types_cli, name="event-types")
+templates_cli = typer.Typer(help="Templates: import from Adobe Campaign.", no_args_is_help=True)
+cli.add_typer(templates_cli, name="templates")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -408,6 +410,64 @@ def types_resume(name: str) -> None:
         err.print(f"no event type {name}")
         raise typer.Exit(1) from None
     out.print(f"resumed {name} ({count} paused events back in the queue)")
+
+
+# ---------------------------------------------------------------------------- templates
+
+
+@templates_cli.command("import-adobe")
+def templates_import_adobe(
+    html: Annotated[Path | None, typer.Argument(help="The Adobe template's HTML part.")] = None,
+    event_type: Annotated[str, typer.Option("--type", help="Event type it is for.")] = "",
+    text: Annotated[Path | None, typer.Option(help="The text part (a file).")] = None,
+    subject: Annotated[str, typer.Option(help="The subject line (Adobe syntax allowed).")] = "",
+    label: Annotated[str, typer.Option(help="The event type's label.")] = "",
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write its folder.")] = Path(
+        "templates"
+    ),
+    keep_untranslated: Annotated[
+        bool,
+        typer.Option(help="Write it even if parts could not be translated (left as comments)."),
+    ] = False,
+    publish_it: Annotated[bool, typer.Option("--publish", help="Publish it too.")] = False,
+) -> None:
+    """Translate an Adobe Campaign template (<%= rtEvent.ctx.x %>, <% if (...) { %>, loops)
+    into a Tidings template folder; report every part that could not be translated."""
+    if not event_type or not ingest.TYPE_NAME.match(event_type):
+        err.print("[red]--type must name the event type (letters, digits, _ . -)[/red]")
+        raise typer.Exit(2)
+    if not subject.strip():
+        err.print("[red]--subject is required[/red]")
+        raise typer.Exit(2)
+    if html is None and text is None:
+        err.print("[red]give the HTML part, --text, or both[/red]")
+        raise typer.Exit(2)
+    try:
+        html_source = html.read_text("utf-8") if html else ""
+        text_source = text.read_text("utf-8") if text else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"[red]cannot read the template:[/red] {exc}")
+        raise typer.Exit(1) from None
+    imported = adobe_import.import_email(
+        event_type, subject=subject, html=html_source, text=text_source, label=label
+    )
+    names = {"email.html": str(html), "email.txt": str(text), "subject.txt": "--subject"}
+    for problem in imported.problems:
+        where = names.get(problem.part, problem.part)
+        err.print(
+            f"{where}:{problem.line}:{problem.column}: {problem.message}: {problem.source}",
+            markup=False,
+        )
+    if imported.problems and not keep_untranslated:
+        err.print(
+            f"[red]not written:[/red] {len(imported.problems)} part(s) could not be translated "
+            "(--keep-untranslated writes it with those parts as comments)"
+        )
+        raise typer.Exit(1)
+    folder = adobe_import.write_folder(imported, out_dir)
+    out.print(f"{event_type}: written to {folder}")
+    if publish_it:
+        publish(folder)
 
 
 def main() -> None:

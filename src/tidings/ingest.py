@@ -168,6 +168,7 @@ class Ingest:
         *,
         routing: Callable[[], route.Routing | None],
         on_commit: Callable[[], None] | None = None,
+        on_written: Callable[[Sequence[events_store.NewEvent]], None] | None = None,
         max_rows: int = 1000,
         max_delay: float = 0.0,
     ):
@@ -175,6 +176,8 @@ class Ingest:
         self.ids = id_generator
         self._routing = routing
         self._on_commit = on_commit
+        # Told of every committed batch (metrics: events by type and source, batch sizes).
+        self._on_written = on_written
         self.committer: batching.GroupCommitter[events_store.NewEvent, None] = (
             batching.GroupCommitter(
                 self._flush, max_items=max_rows, max_delay=max_delay, name="ingest"
@@ -183,6 +186,8 @@ class Ingest:
 
     async def _flush(self, batch: list[events_store.NewEvent]) -> list[None]:
         await self.db.write_many([events_store.insert_step(batch)])
+        if self._on_written is not None:
+            self._on_written(batch)
         if self._on_commit is not None:
             self._on_commit()
         return [None] * len(batch)
@@ -233,6 +238,8 @@ class Ingest:
             # A concurrent request with the same key committed first (PostgreSQL); ours
             # rolled back, so answer as that one did.
             return await self.find_keyed(api_key_id, key, ttl_us)
+        if self._on_written is not None:
+            self._on_written(events)
         if self._on_commit is not None:
             self._on_commit()
         return None

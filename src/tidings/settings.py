@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
+from tidings import ratelimit
+
 
 class SettingsError(ValueError):
     """A setting has a value Tidings cannot use; the message names the setting."""
@@ -120,6 +122,66 @@ class Settings:
     log_level: str = _field("info", "`debug`, `info`, `warning` or `error`.")
     log_format: str = _field("text", "`text` for people, `json` for log collectors.")
 
+    # Retention (store/retention.py)
+    event_retention: float = _field(
+        2592000.0,
+        "How long events, their delivery log and outbox messages are kept after they were "
+        "received (default 30 days); older events in a final status are counted into the "
+        "daily aggregates and purged. 0 keeps them forever.",
+    )
+    report_retention: float = _field(
+        31104000.0, "How long the daily aggregates are kept (default 360 days); 0: forever."
+    )
+    retention_interval: float = _field(
+        3600.0,
+        "How often each worker process purges data older than the retention ages; 0: never.",
+    )
+    retention_batch: int = _field(1000, "Most events purged in one transaction.")
+
+    # Operations: rate limits and load shedding (ratelimit.py, api/ops.py)
+    rate_limit: float = _field(
+        0.0,
+        "Requests a second each API key may make (token bucket refill rate, per process); "
+        "0: unlimited. Over it the API answers 429 `rate_limited` with `Retry-After`.",
+    )
+    rate_limit_burst: int = _field(
+        0, "Requests an API key may make at once (bucket size); 0: one second's worth."
+    )
+    rate_limits: str = _field(
+        "",
+        "Per-key limits overriding the default, as `prefix:rate/burst,...` with the key "
+        "prefixes `tidings keys list` shows (`/burst` optional; rate 0: unlimited).",
+    )
+    shed_queue_age: float = _field(
+        0.0,
+        "Shed load: while the oldest due event has waited longer than this (sampled every "
+        "second), event-ingest POSTs answer 503 `overloaded` with `Retry-After` and store "
+        "nothing; 0: never.",
+    )
+
+    # Campaign Classic SOAP compatibility (api/soap.py, soap/)
+    soap_max_body_bytes: int = _field(
+        2097152,
+        "Largest SOAP request (`/nl/jsp/soaprouter.jsp`) accepted; above it the call is "
+        "refused with a SOAP fault and nothing is stored.",
+    )
+    soap_trusted_ips: str = _field(
+        "",
+        "Addresses and networks (`10.0.0.0/8,192.0.2.7`) whose SOAP calls need no API key "
+        "(Adobe's trusted IP identification); the connection's peer address is checked.",
+    )
+    soap_session_ttl: float = _field(
+        86400.0, "How long a session token from `xtk:session#Logon` stays valid."
+    )
+    soap_session_secret: str = _field(
+        "",
+        "Secret mixed into session token signatures (set the same value on every node), so "
+        "that read access to the database is not enough to forge a session token.",
+    )
+    mc_ping_threshold: int = _field(
+        400, "Pending events above which `/nl/jsp/mcPing.jsp` reports `Error` (Adobe's alert)."
+    )
+
     @classmethod
     def load(
         cls, env: Mapping[str, str] | None = None, toml_path: str | Path | None = None
@@ -167,6 +229,12 @@ class Settings:
             raise SettingsError("email_transport is smtp but smtp_host is empty")
         if self.log_format not in ("text", "json"):
             raise SettingsError("log_format must be text or json")
+        if self.rate_limit < 0 or self.rate_limit_burst < 0 or self.shed_queue_age < 0:
+            raise SettingsError("rate_limit, rate_limit_burst and shed_queue_age must be >= 0")
+        try:
+            ratelimit.parse_overrides(self.rate_limits)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         for name in (
             "smtp_pool_size",
             "worker_concurrency",
@@ -174,6 +242,7 @@ class Settings:
             "commit_max_rows",
             "max_batch_events",
             "max_body_bytes",
+            "retention_batch",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")

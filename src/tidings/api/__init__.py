@@ -2,8 +2,11 @@
 
 - ``/api/v1/...``: the native API (:mod:`.events`) and operations (:mod:`.admin`),
 - ``/{org}/campaign/{transactionalAPI}/...``: Campaign Standard compatibility (:mod:`.adobe`),
-- ``/healthz``: the process answers,
+- ``/healthz``: the process answers; ``/readyz``, ``/metrics``: readiness and Prometheus
+  metrics (:mod:`.ops`),
 - ``/api/v1/openapi.json``: the OpenAPI document (:mod:`.openapi`).
+- ``/nl/jsp/...``: Campaign Classic SOAP compatibility (:mod:`.soap`), and
+  ``/api/v1/templates/import-adobe`` (:mod:`.adobe_templates`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from typing import Any
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
 
-from tidings.api import admin, adobe, errors, events, openapi
+from tidings import ratelimit
+from tidings.api import admin, adobe, adobe_templates, errors, events, openapi, ops, soap
 from tidings.api.fast import FastIntake
 from tidings.app import App
 from tidings.store.database import Unavailable
@@ -49,12 +53,16 @@ def create_app(app: App) -> Litestar:
     return Litestar(
         route_handlers=[
             healthz,
+            ops.router(app),
             events.router(app),
             admin.router(app),
             adobe.router(app),
+            soap.router(app),
+            adobe_templates.router(app),
         ],
         exception_handlers={
             errors.ApiError: errors.handle_api_error,
+            ratelimit.Limited: errors.handle_rate_limited,
             Unavailable: errors.handle_unavailable,
             HTTPException: errors.handle_http,
             Exception: errors.handle_crash,

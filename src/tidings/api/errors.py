@@ -19,7 +19,9 @@ The body is always JSON::
 422   ``invalid_field``, ``missing_field``, ``unknown_field``, ``invalid_email``,
       ``invalid_phone``, ``invalid_date``, ``missing_recipient``,
       ``expiration_before_scheduled``, ``idempotency_key_reused``
-503   ``unavailable`` (the database cannot be reached; retry after ``Retry-After``)
+429   ``rate_limited`` (the API key is over its rate limit; retry after ``Retry-After``)
+503   ``unavailable`` (the database cannot be reached; retry after ``Retry-After``),
+      ``overloaded`` (ingest is shedding load: the queue is too far behind)
 ====  ===========================================================================
 """
 
@@ -33,6 +35,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from tidings import ratelimit
 from tidings.store.database import Unavailable
 
 log = logging.getLogger("tidings.api")
@@ -125,6 +128,21 @@ def unavailable(exc: Unavailable) -> ApiError:
     return ApiError(
         503, "unavailable", "the database is unavailable; retry later", headers={"Retry-After": "5"}
     )
+
+
+def rate_limited(exc: ratelimit.Limited) -> ApiError:
+    """A key over its rate limit (every surface answers it so): 429 with ``Retry-After``."""
+    return ApiError(
+        429,
+        "rate_limited",
+        "this API key is over its rate limit; retry later",
+        headers={"Retry-After": exc.retry_after_header},
+    )
+
+
+def handle_rate_limited(_: Request[Any, Any, Any], exc: ratelimit.Limited) -> Response[bytes]:
+    """Litestar exception handler for :class:`ratelimit.Limited`."""
+    return respond(rate_limited(exc))
 
 
 def crashed(exc: Exception) -> ApiError:

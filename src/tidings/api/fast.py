@@ -9,6 +9,9 @@ check_media_type`, :func:`tidings.api.events.prepare_one`, :func:`tidings.api.ad
 the same error bodies), and hands everything else to Litestar untouched: every other route and
 method, and the requests that need more (an ``Idempotency-Key``, a body without a
 ``Content-Length`` or over the size limit). The acceptance tests run both lanes.
+
+While the App sheds load (:attr:`tidings.app.App.shedding`), every event-ingest POST is
+answered 503 ``overloaded`` here, before anything is read, whichever lane would have served it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from tidings.api import adobe, auth, errors, events, intake
+from tidings import ratelimit
+from tidings.api import adobe, auth, errors, events, intake, ops
 from tidings.app import App
 from tidings.store.database import Unavailable
 
@@ -37,6 +41,7 @@ class FastIntake:
         self.slow = slow
         settings = app.settings
         self._native = "/api/v1/events"
+        self._batch = "/api/v1/events/batch"
         self._adobe_prefix = f"/{settings.org}/campaign/{settings.transactional_api}/"
         self._max_body = settings.max_body_bytes
 
@@ -48,7 +53,11 @@ class FastIntake:
         if path != self._native:
             event_id = path[len(self._adobe_prefix) :]
             if not path.startswith(self._adobe_prefix) or not event_id or "/" in event_id:
+                if path == self._batch and self.app.shedding:
+                    return await _refuse(send, ops.overloaded(self.app))
                 return await self.slow(scope, receive, send)
+        if self.app.shedding:
+            return await _refuse(send, ops.overloaded(self.app))
         headers = _headers(scope["headers"])
         length = headers.get("content-length", "")
         if "idempotency-key" in headers or not length.isdigit() or int(length) > self._max_body:
@@ -73,7 +82,9 @@ class FastIntake:
                 prepared = events.prepare_one(self.app, body)
             await self.app.ingest.commit(prepared.events)
         except errors.ApiError as exc:
-            return await _answer(send, exc.body.status, errors.error_body(exc.body), exc.headers)
+            return await _refuse(send, exc)
+        except ratelimit.Limited as exc:
+            return await _refuse(send, errors.rate_limited(exc))
         except Unavailable as exc:
             error = errors.unavailable(exc)
             return await _answer(send, 503, errors.error_body(error.body), error.headers)
@@ -96,6 +107,10 @@ async def _read_body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+async def _refuse(send: Send, error: errors.ApiError) -> None:
+    await _answer(send, error.body.status, errors.error_body(error.body), error.headers)
 
 
 async def _answer(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:

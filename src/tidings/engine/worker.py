@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Mapping
 
-from tidings import clock, model
+from tidings import clock, metrics, model
 from tidings.channels import base
 from tidings.engine import render, retry, route
 from tidings.settings import Settings
@@ -35,6 +35,8 @@ _FINAL_KIND = {
     model.OutcomeKind.FAILED: S.DELIVERY_FAILED,
     model.OutcomeKind.IGNORED: S.IGNORED,
 }
+# Outcomes an operator wants to see without debug logging (one line per event).
+_LOGGED_AT_INFO = frozenset({S.DELIVERY_FAILED, S.ROUTING_FAILED, S.TOO_OLD})
 
 
 class Worker:
@@ -48,6 +50,7 @@ class Worker:
         transports: Mapping[model.Channel, base.Transport[model.EmailMessage]],
         renderer: render.Renderer,
         rng: random.Random | None = None,
+        counters: metrics.Metrics | None = None,
     ):
         self.db = db
         self.settings = settings
@@ -55,6 +58,7 @@ class Worker:
         self.renderer = renderer
         self.routing = route.Routing.build(-1, (), ())
         self._rng = rng or random.Random()
+        self.metrics = counters or metrics.Metrics()
         self._wake = asyncio.Event()
         self._stopping = False
         self._inflight: dict[int, tuple[int, asyncio.Task[None]]] = {}
@@ -102,12 +106,12 @@ class Worker:
             # Cleared before claiming, so a wake-up that arrives during the claim is kept.
             self._wake.clear()
             try:
-                claimed = await self.claim_once()
+                drained = await self.claim_once()
             except Unavailable as exc:
                 log.warning("database unavailable, retrying: %s", exc)
                 await self._sleep(self.settings.poll_interval)
                 continue
-            if len(claimed) < self.settings.claim_batch:
+            if drained:
                 await self._sleep(self.settings.poll_interval)
 
     async def _sleep(self, seconds: float) -> None:
@@ -116,14 +120,17 @@ class Worker:
 
     # ------------------------------------------------------------------ claiming
 
-    async def claim_once(self) -> list[model.Event]:
-        """Claim one batch (as much as free capacity allows) and start sending it."""
+    async def claim_once(self) -> bool:
+        """Claim one batch (as much as free capacity allows) and start sending it; True when
+        the queue gave fewer events than asked for (nothing more is due: time to wait for a
+        wake-up or the next poll). A claim capped by free capacity, or a full one, is
+        followed by another at once."""
         free = self.settings.worker_concurrency - len(self._inflight)
         if free <= 0:
             # Wait for a send to finish rather than spinning (or for a wake-up: stop() must
             # not wait for a busy worker's sends beyond the grace period).
             await self._wait_for_slot()
-            return []
+            return False
         limit = min(free, self.settings.claim_batch)
         now = clock.now_us()
         lease_until = now + int(self.settings.lease_seconds * 1_000_000)
@@ -133,7 +140,7 @@ class Worker:
         if revision != self.routing.revision:
             await self.reload_routing()
         if not claimed:
-            return claimed
+            return True
         self.claimed += len(claimed)
         emails = [e.recipient.email for e in claimed if e.recipient.email]
         async with self.db.connection() as conn:
@@ -145,7 +152,7 @@ class Worker:
             await self._slots.acquire()
             task = loop.create_task(self._process(event, quarantined))
             self._inflight[event.id] = (event.attempts, task)
-        return claimed
+        return len(claimed) < limit
 
     async def _wait_for_slot(self) -> None:
         """Until a send slot is free or the worker is woken."""
@@ -168,14 +175,25 @@ class Worker:
     # ------------------------------------------------------------------ one event
 
     async def _process(self, event: model.Event, quarantined: set[str]) -> None:
+        # Every line about an event carries its id as a field (``event_id`` in JSON logs).
+        # Passed explicitly rather than through a context variable: tasks started while an
+        # event is handled (the outcome recorder, SMTP connections) would inherit it.
+        about = {"event_id": str(event.id)}
         try:
             completion = await self.handle(event, quarantined)
             await self.recorder.submit(completion)
+            self.metrics.recorded(event.type, completion.status)
+            if completion.status in _LOGGED_AT_INFO:
+                log.info(
+                    "event %s: %s: %s", event.id, completion.status, completion.reason, extra=about
+                )
+            else:
+                log.debug("event %s: %s", event.id, completion.status, extra=about)
         except asyncio.CancelledError:
             raise
         except Exception:
             # The lease will run out and the event will be tried again.
-            log.exception("event %s: unexpected error", event.id)
+            log.exception("event %s: unexpected error", event.id, extra=about)
         finally:
             self._inflight.pop(event.id, None)
             self._slots.release()
@@ -203,6 +221,7 @@ class Worker:
         rendered = time.perf_counter_ns()
         outcome = await transport.send(message)
         sent = time.perf_counter_ns()
+        self.metrics.delivered(transport.name, (rendered - started) / 1e9, (sent - rendered) / 1e9)
         now = clock.now_us()
         delivery = model.Delivery(
             event_id=event.id,

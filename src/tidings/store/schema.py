@@ -59,6 +59,7 @@ events = sa.Table(
     ),
     sa.Index("ix_events_type_id", "type", "id"),
     sa.Index("ix_events_status_id", "status", "id"),
+    sa.Index("ix_events_received_at", "received_at"),  # retention purges by age
     sa.Index("ix_events_email", "email"),
     sa.Index(
         "ix_events_external_id",
@@ -206,4 +207,19 @@ id_slots = sa.Table(
     sa.Column("holder", sa.Text, nullable=False),
     sa.Column("lease_until_ms", BigInt, nullable=False),
     sa.Column("reserved_until_ms", BigInt, nullable=False),
+)
+
+# -- retention (store/retention.py) ------------------------------------------------------------
+
+#: One row per UTC day, event type and final status, for events purged by retention: reports
+#: add these to a live count of the events still stored, so every event counts exactly once.
+daily_stats = sa.Table(
+    "daily_stats",
+    metadata,
+    sa.Column("day", BigInt, primary_key=True, comment="UTC midnight, µs since the epoch"),
+    sa.Column("event_type", sa.Text, primary_key=True),
+    sa.Column("status", sa.Text, primary_key=True, comment="a final status"),
+    sa.Column("events", BigInt, nullable=False),
+    sa.Column("attempts", BigInt, nullable=False, comment="sum of delivery attempts"),
+    sa.Column("send_us", BigInt, nullable=False, comment="processed: sum of due-to-sent times, µs"),
 )
