@@ -491,6 +491,21 @@ async def test_rate_limits_per_key_on_both_lanes(database_url: str) -> None:
 
 # -- load shedding ---------------------------------------------------------------------------
 
+SOAP_PUSH_EVENT = """<?xml version="1.0" encoding="utf-8"?>
+<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"
+    xmlns:urn="urn:nms:rtEvent">
+  <SOAP-ENV:Body>
+    <urn:PushEvent>
+      <urn:sessiontoken>mc/{key}</urn:sessiontoken>
+      <urn:domEvent>
+        <rtEvent type="cartAbandonment" email="a@example.org">
+          <ctx><firstName>Jack</firstName></ctx>
+        </rtEvent>
+      </urn:domEvent>
+    </urn:PushEvent>
+  </SOAP-ENV:Body>
+</SOAP-ENV:Envelope>"""
+
 
 async def test_ingest_sheds_load_while_the_queue_is_behind(serve: Serve) -> None:
     async with serve(shed_queue_age=0.3) as live:
@@ -517,13 +532,25 @@ async def test_ingest_sheds_load_while_the_queue_is_behind(serve: Serve) -> None
             assert response.status_code == 503, response.text
             assert response.headers["retry-after"] == "1"
             assert response.json()["error"]["code"] == "overloaded"
+        soap = await live.client.post(
+            "/nl/jsp/soaprouter.jsp",
+            content=SOAP_PUSH_EVENT.format(key=live.key).encode(),
+            headers={
+                "Content-Type": "text/xml; charset=utf-8",
+                "SOAPAction": "nms:rtEvent#PushEvent",
+            },
+        )
+        assert soap.status_code == 503, soap.text
+        assert soap.headers["retry-after"] == "1"
+        assert "SOAP-ENV:Fault" in soap.text
+        assert "too far behind" in soap.text
         assert await live.stored_count() == stored  # nothing stored
         # Reads still work, and the gauges say why.
         assert (await live.client.get(f"/api/v1/events/{stuck['id']}")).status_code == 200
         samples = await scrape(live.client)
         assert value(samples, "tidings_queue_depth") == stored
         assert value(samples, "tidings_queue_oldest_due_age_seconds") > 0.3
-        assert value(samples, "tidings_requests_rejected_total", reason="overloaded") >= 4
+        assert value(samples, "tidings_requests_rejected_total", reason="overloaded") >= 5
 
         # A worker comes back, drains the queue, and ingest resumes by itself.
         app = live.app

@@ -36,7 +36,7 @@ from litestar import Request, Response, Router, get, post
 from litestar.params import FromQuery
 
 from tidings import apikeys, clock, ingest, model
-from tidings.api import auth
+from tidings.api import auth, ops
 from tidings.api.errors import ApiError
 from tidings.app import App
 from tidings.settings import SettingsError
@@ -279,6 +279,15 @@ class SoapRouter:
         action = request.headers.get("soapaction", "")
         service, method = envelope.service_of_action(action)
         service, method = service or "unknown", method or "unknown"
+        if self.app.shedding and method.startswith("PushEvent"):
+            # Load shedding, as on the REST routes, but answered as a SOAP fault.
+            refusal = ops.overloaded(self.app)
+            overloaded = Fault(
+                envelope.bad_parameters(service, method),
+                "The queue is too far behind; retry later.",
+                code="SOAP-ENV:Server",
+            )
+            return _fault(overloaded, 503, refusal.headers)
         try:
             body = await read_limited(request, self.settings.soap_max_body_bytes)
             if body is None:
