@@ -38,289 +38,19 @@ stops growing for a moment.
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
-import dataclasses
-import ipaddress
 import logging
-import math
-import re
 import socket
 import ssl
 
 from tidings import model
 from tidings.channels import errors
-from tidings.channels.email import mime
+from tidings.channels.email import mime, wire
 
 log = logging.getLogger("tidings.smtp")
 
-TLS_MODES = frozenset({"none", "opportunistic", "starttls", "implicit"})
-
-#: Enhanced status codes (RFC 3463) that say the recipient's address itself is bad, so it is
-#: quarantined: 5.1.1 no such mailbox, 5.1.2 no such domain, 5.1.3 malformed address, 5.1.6
-#: mailbox moved without a forwarding address, 5.1.10 the domain accepts no mail (null MX,
-#: RFC 7505). Not 5.1.0 (servers use it for any address trouble, sender-side policy
-#: included) nor 5.2.x (a full or disabled mailbox can recover).
-_NO_SUCH_RECIPIENT = frozenset({(5, 1, 1), (5, 1, 2), (5, 1, 3), (5, 1, 6), (5, 1, 10)})
-
-#: After a connection could not be set up while others are working, the pool does not grow
-#: for this many seconds, so a server capping our connections is not hammered.
-_GROW_PAUSE = 1.0
-
-#: Longest reply line taken (RFC 5321 allows 512 octets; servers exceed it in the wild).
-_MAX_REPLY_LINE = 65536
-
-_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
-_QUEUE_ID = re.compile(r"\bqueued as\s+<?([^\s>]+)|\bid=(\S+)", re.IGNORECASE)
-_BAD_ADDRESS = re.compile(r"[\x00-\x1f\x7f<>]")
-_LINE_END = re.compile(rb"\r\n|\r|\n")
-_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SMTPConfig:
-    """Where and how to reach the SMTP server."""
-
-    host: str
-    port: int = 25
-    #: "none", "opportunistic" (STARTTLS when offered), "starttls" (required) or "implicit".
-    tls: str = "opportunistic"
-    tls_verify: bool = True
-    #: A PEM bundle of trusted CAs; empty means the system's.
-    ca_file: str = ""
-    #: AUTH (PLAIN, else LOGIN) when set; only over TLS unless the server is on loopback.
-    username: str = ""
-    password: str = ""
-    pool_size: int = 8
-    #: Seconds allowed for connecting and for each round trip.
-    timeout: float = 30.0
-    #: Use PIPELINING when the server advertises it.
-    pipelining: bool = True
-    #: The name given in EHLO; empty means this host's fully qualified name.
-    helo_name: str = ""
-    #: Seconds a connection may stay unused before it is closed.
-    idle_timeout: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.tls not in TLS_MODES:
-            raise ValueError(f"tls must be one of {sorted(TLS_MODES)}, not {self.tls!r}")
-        if self.pool_size < 1:
-            raise ValueError("pool_size must be at least 1")
-        if self.timeout <= 0 or self.idle_timeout <= 0:
-            raise ValueError("timeout and idle_timeout must be positive")
-        if self.helo_name and not _HOSTNAME.fullmatch(self.helo_name):
-            raise ValueError(f"helo_name is not a host name: {self.helo_name!r}")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Reply:
-    code: int
-    lines: tuple[str, ...]
-
-    @property
-    def enhanced(self) -> tuple[int, int, int] | None:
-        match = _ENHANCED.match(self.lines[0])
-        return None if match is None else (int(match[1]), int(match[2]), int(match[3]))
-
-    def __str__(self) -> str:
-        if len(self.lines) == 1:
-            return f"{self.code} {self.lines[0]}".rstrip()
-        # Continuation lines repeat the enhanced code; say it once.
-        first, *rest = self.lines
-        match = _ENHANCED.match(first)
-        if match:
-            rest = [line.removeprefix(match[0]).lstrip() for line in rest]
-        return " ".join([str(self.code), first, *rest]).rstrip()
-
-
-class _Lost(Exception):
-    """The connection cannot go on. ``error`` is what unsettled messages on it get;
-    ``again`` says another connection may well take them (it was closed, not stuck)."""
-
-    def __init__(self, error: errors.DeliveryError, *, again: bool):
-        super().__init__(error.reply)
-        self.error = error
-        self.again = again
-
-
-@dataclasses.dataclass(slots=True, eq=False)
-class _Job:
-    sender: bytes
-    recipient: bytes
-    size: int
-    body: bytes  # dot-stuffed, with the end-of-data line
-    future: asyncio.Future[model.Outcome]
-    body_sent: bool = False
-    requeued: bool = False
-
-
-class _Watchdog:
-    """Cancels the connection's task when a network wait outlives the timeout.
-
-    It does what ``asyncio.timeout`` does, but moves its timer only when the timer fires:
-    arming costs a clock read where ``asyncio.timeout`` costs a timer handle (~6 µs), and a
-    pipelining connection arms it once per message.
-    """
-
-    __slots__ = ("_deadline", "_fired", "_handle", "_loop", "_task", "_timeout")
-
-    def __init__(self, timeout: float):
-        self._loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
-        self._timeout = timeout
-        self._deadline = math.inf
-        self._handle: asyncio.TimerHandle | None = None
-        self._fired = False
-
-    def arm(self) -> None:
-        self._deadline = self._loop.time() + self._timeout
-        if self._handle is None:
-            self._handle = self._loop.call_at(self._deadline, self._check)
-
-    def disarm(self) -> None:
-        self._deadline = math.inf
-
-    def claim(self) -> bool:
-        """After a CancelledError: whether it was this watchdog's (and only its) doing."""
-        fired, self._fired = self._fired, False
-        return fired and self._task.uncancel() == 0
-
-    def close(self) -> None:
-        self._deadline = math.inf
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-    def _check(self) -> None:
-        self._handle = None
-        if self._deadline == math.inf:
-            return
-        if self._loop.time() < self._deadline:
-            self._handle = self._loop.call_at(self._deadline, self._check)
-        else:
-            self._fired = True
-            self._task.cancel()
-
-
-class _Connection:
-    __slots__ = (
-        "buffer",
-        "busy",
-        "extensions",
-        "loopback",
-        "needs_rset",
-        "reader",
-        "size_limit",
-        "timeout",
-        "tls",
-        "watchdog",
-        "where",
-        "writer",
-    )
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        *,
-        where: str,
-        timeout: float,
-        tls: bool,
-    ):
-        self.reader = reader
-        self.writer = writer
-        self.where = where
-        self.timeout = timeout
-        self.tls = tls
-        self.buffer = bytearray()
-        self.watchdog = _Watchdog(timeout)
-        self.extensions: dict[str, str] = {}
-        self.size_limit = 0  # the server's SIZE, 0 when it states none
-        self.needs_rset = False
-        self.busy = False
-        peer = writer.get_extra_info("peername")
-        try:
-            self.loopback = ipaddress.ip_address(peer[0]).is_loopback
-        except (TypeError, ValueError, IndexError):
-            self.loopback = False
-
-    async def read_reply(self) -> _Reply:
-        """Read one (possibly multi-line) reply; the caller bounds the wait."""
-        # Replies are parsed from our own buffer, filled a whole read at a time: pipelined
-        # replies arrive together, and one read serves them all.
-        buffer = self.buffer
-        lines: list[str] = []
-        while True:
-            end = buffer.find(b"\n")
-            while end < 0:
-                if len(buffer) > _MAX_REPLY_LINE:
-                    raise _Lost(self.failure("sent an overlong reply line"), again=False)
-                chunk = await self.reader.read(65536)
-                if not chunk:
-                    raise _Lost(self.failure("closed the connection"), again=True)
-                start = len(buffer)
-                buffer += chunk
-                end = buffer.find(b"\n", start)
-            line = bytes(buffer[: end + 1])
-            del buffer[: end + 1]
-            if not (line[:3].isdigit() and line[3:4] in (b" ", b"-", b"\r", b"\n")):
-                raise _Lost(self.failure(f"sent a malformed reply {line[:80]!r}"), again=False)
-            lines.append(line[4:].rstrip(b"\r\n").decode("utf-8", "replace"))
-            if line[3:4] != b"-":
-                break
-            if len(lines) > 1000:
-                raise _Lost(self.failure("sent an endless reply"), again=False)
-        reply = _Reply(int(line[:3]), tuple(lines))
-        if reply.code == 421:  # the server is closing this connection (RFC 5321 3.8)
-            raise _Lost(errors.TemporaryFailure(str(reply)), again=True)
-        return reply
-
-    async def command(self, line: bytes | None) -> _Reply:
-        """Send ``line`` (if any) and read the reply, within the timeout."""
-        self.watchdog.arm()
-        try:
-            if line is not None:
-                self.writer.write(line)
-                await self.writer.drain()
-            return await self.read_reply()
-        except asyncio.CancelledError:
-            if self.watchdog.claim():
-                raise TimeoutError from None
-            raise
-        finally:
-            self.watchdog.disarm()
-
-    async def start_tls(self, context: ssl.SSLContext, host: str) -> None:
-        # Bytes read before the handshake would be taken as if they came over TLS
-        # (STARTTLS command injection, CVE-2011-0411), so a server that sent any is refused.
-        if self.buffer or getattr(self.reader, "_buffer", None):
-            raise errors.ConnectionFailure(f"{self.where} sent data after its STARTTLS reply")
-        async with asyncio.timeout(self.timeout):
-            await self.writer.start_tls(context, server_hostname=host)
-        self.tls = True
-
-    def failure(self, what: str) -> errors.ConnectionFailure:
-        return errors.ConnectionFailure(f"{self.where} {what}")
-
-    def abort(self) -> None:
-        self.watchdog.close()
-        self.writer.transport.abort()
-
-    async def quit(self) -> None:
-        """Say goodbye politely; a server that does not answer is simply left."""
-        try:
-            async with asyncio.timeout(min(self.timeout, 5.0)):
-                self.writer.write(b"QUIT\r\n")
-                await self.writer.drain()
-                await self.read_reply()
-                self.writer.close()
-                await self.writer.wait_closed()
-        except (_Lost, OSError, EOFError):  # TimeoutError is an OSError
-            pass
-        finally:
-            self.abort()
+SMTPConfig = wire.SMTPConfig
+TLS_MODES = wire.TLS_MODES
 
 
 class SMTPTransport:
@@ -328,13 +58,13 @@ class SMTPTransport:
 
     name = "smtp"
 
-    def __init__(self, config: SMTPConfig) -> None:
+    def __init__(self, config: wire.SMTPConfig) -> None:
         self._config = config
         self._where = f"{config.host}:{config.port}"
-        self._queue: collections.deque[_Job] = collections.deque()
+        self._queue: collections.deque[wire.Job] = collections.deque()
         self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._connections: set[_Connection] = set()
+        self._connections: set[wire.Connection] = set()
         self._connecting = 0
         self._grow_after = 0.0
         self._closing = False
@@ -356,12 +86,12 @@ class SMTPTransport:
         if self._closing:
             return errors.outcome_for(errors.ConnectionFailure("the SMTP transport is closed"))
         try:
-            sender = _address(mail_from, "sender")
-            recipient = _address(rcpt_to, "recipient")
+            sender = wire.address(mail_from, "sender")
+            recipient = wire.address(rcpt_to, "recipient")
         except errors.DeliveryError as error:
             return errors.outcome_for(error)
-        size, body = _prepare(data)
-        job = _Job(sender, recipient, size, body, asyncio.get_running_loop().create_future())
+        size, body = wire.prepare(data)
+        job = wire.Job(sender, recipient, size, body, asyncio.get_running_loop().create_future())
         self._queue.append(job)
         self._kick()
         return await job.future
@@ -370,7 +100,7 @@ class SMTPTransport:
         """Finish the queued messages, then say QUIT on every connection."""
         self._closing = True
         while self._idle:
-            _resolve(self._idle.popleft())
+            wire.resolve(self._idle.popleft())
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -388,7 +118,7 @@ class SMTPTransport:
         """Hand queued messages to idle connections, and open more if allowed."""
         waiting = len(self._queue)
         while waiting and self._idle:
-            if _resolve(self._idle.popleft()):
+            if wire.resolve(self._idle.popleft()):
                 waiting -= 1
         if not waiting or (self._tasks and asyncio.get_running_loop().time() < self._grow_after):
             return
@@ -398,7 +128,7 @@ class SMTPTransport:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _take(self, conn: _Connection) -> _Job | None:
+    def _take(self, conn: wire.Connection) -> wire.Job | None:
         """The next queued message this connection can carry, if any."""
         while self._queue:
             job = self._queue.popleft()
@@ -409,10 +139,10 @@ class SMTPTransport:
                 conn.busy = True
                 return job
             too_big = f"message of {job.size} bytes exceeds the {limit}-byte limit (SIZE)"
-            _settle(job, errors.PermanentFailure(f"{too_big} of {self._where}"))
+            wire.settle(job, errors.PermanentFailure(f"{too_big} of {self._where}"))
         return None
 
-    async def _next(self, conn: _Connection) -> _Job | None:
+    async def _next(self, conn: wire.Connection) -> wire.Job | None:
         """Wait for a message; None once idle too long or closing."""
         loop = asyncio.get_running_loop()
         while True:
@@ -434,8 +164,8 @@ class SMTPTransport:
 
     async def _work(self) -> None:
         """One connection's life: open it, carry messages, close it."""
-        inflight: list[_Job] = []
-        conn: _Connection | None = None
+        inflight: list[wire.Job] = []
+        conn: wire.Connection | None = None
         cancelled = False
         try:
             try:
@@ -451,7 +181,7 @@ class SMTPTransport:
             else:
                 await self._lockstep(conn, inflight)
             await conn.quit()
-        except _Lost as lost:
+        except wire.Lost as lost:
             self._drop(conn, inflight, lost.error, again=lost.again)
         except TimeoutError:
             failure = errors.ConnectionFailure(
@@ -481,15 +211,15 @@ class SMTPTransport:
     def _open_failed(self, error: errors.DeliveryError) -> None:
         if len(self._tasks) > 1:
             # Other connections are up (or coming up) and will carry the queue.
-            self._grow_after = asyncio.get_running_loop().time() + _GROW_PAUSE
+            self._grow_after = asyncio.get_running_loop().time() + wire.GROW_PAUSE
             return
         while self._queue:
-            _settle(self._queue.popleft(), error)
+            wire.settle(self._queue.popleft(), error)
 
     def _drop(
         self,
-        conn: _Connection | None,
-        inflight: list[_Job],
+        conn: wire.Connection | None,
+        inflight: list[wire.Job],
         error: errors.DeliveryError,
         *,
         again: bool = False,
@@ -506,14 +236,14 @@ class SMTPTransport:
                 # When the body went out, the server may or may not have accepted the
                 # message before the connection broke (SMTP cannot tell); it is retried,
                 # and the stable Message-ID lets receivers drop a duplicate.
-                _settle(job, error)
+                wire.settle(job, error)
         inflight.clear()
 
     # -- transactions -------------------------------------------------------------------
 
-    async def _pipelined(self, conn: _Connection, inflight: list[_Job]) -> None:
+    async def _pipelined(self, conn: wire.Connection, inflight: list[wire.Job]) -> None:
         job = await self._next(conn)
-        ready: _Job | None = None  # DATA got 354: its body opens the next write
+        ready: wire.Job | None = None  # DATA got 354: its body opens the next write
         while job is not None or ready is not None:
             parts: list[bytes] = []
             if ready is not None:
@@ -525,18 +255,18 @@ class SMTPTransport:
                 rset, conn.needs_rset = conn.needs_rset, False
                 if rset:
                     parts.append(b"RSET\r\n")
-                parts.append(_envelope(conn, job))
+                parts.append(wire.envelope(conn, job))
             conn.writer.write(b"".join(parts))
             conn.watchdog.arm()
             try:
                 await conn.writer.drain()
                 if ready is not None:
-                    _finish(ready, await conn.read_reply())
+                    wire.finish(ready, await conn.read_reply())
                     inflight.remove(ready)
                     ready = None
                 if job is not None:
                     if rset:
-                        _expect_rset(conn, await conn.read_reply())
+                        wire.expect_rset(conn, await conn.read_reply())
                     mail = await conn.read_reply()
                     rcpt = await conn.read_reply()
                     data = await conn.read_reply()
@@ -547,26 +277,26 @@ class SMTPTransport:
             finally:
                 conn.watchdog.disarm()
             if job is not None:
-                failure = _refusal(mail, rcpt, data)
+                failure = wire.refusal(mail, rcpt, data)
                 if failure is None:
                     ready = job
                 else:
-                    _settle(job, failure)
+                    wire.settle(job, failure)
                     inflight.remove(job)
                     conn.needs_rset = True
                     if data.code == 354:
                         # The server wants a body for a transaction it refused; ending it
                         # with "." could deliver an empty message, so the connection goes.
-                        raise _Lost(conn.failure("accepted DATA after refusing"), again=False)
+                        raise wire.Lost(conn.failure("accepted DATA after refusing"), again=False)
             job = self._take(conn)
             if job is None and ready is None:
                 job = await self._next(conn)
 
-    async def _lockstep(self, conn: _Connection, inflight: list[_Job]) -> None:
+    async def _lockstep(self, conn: wire.Connection, inflight: list[wire.Job]) -> None:
         while (job := await self._next(conn)) is not None:
             inflight.append(job)
             if conn.needs_rset:
-                _expect_rset(conn, await conn.command(b"RSET\r\n"))
+                wire.expect_rset(conn, await conn.command(b"RSET\r\n"))
                 conn.needs_rset = False
             size = b" SIZE=%d" % job.size if "SIZE" in conn.extensions else b""
             steps = (
@@ -578,20 +308,20 @@ class SMTPTransport:
                 reply = await conn.command(line)
                 accepted = reply.code == 354 if stage == "DATA" else reply.code // 100 == 2
                 if not accepted:
-                    _settle(job, _error_for(reply, stage))
+                    wire.settle(job, wire.error_for(reply, stage))
                     conn.needs_rset = True  # sent before the next transaction
                     break
             else:
                 job.body_sent = True
-                _finish(job, await conn.command(job.body))
+                wire.finish(job, await conn.command(job.body))
             inflight.remove(job)
 
     # -- setting up a connection --------------------------------------------------------
 
-    async def _open(self) -> _Connection:
+    async def _open(self) -> wire.Connection:
         cfg = self._config
         implicit = cfg.tls == "implicit"
-        conn: _Connection | None = None
+        conn: wire.Connection | None = None
         try:
             async with asyncio.timeout(cfg.timeout):
                 reader, writer = await asyncio.open_connection(
@@ -600,12 +330,14 @@ class SMTPTransport:
                     ssl=self._tls_context() if implicit else None,
                     server_hostname=cfg.host if implicit else None,
                 )
-            conn = _Connection(reader, writer, where=self._where, timeout=cfg.timeout, tls=implicit)
+            conn = wire.Connection(
+                reader, writer, where=self._where, timeout=cfg.timeout, tls=implicit
+            )
             await self._handshake(conn)
             return conn
         except errors.DeliveryError as error:
             failure = error
-        except _Lost as lost:
+        except wire.Lost as lost:
             failure = lost.error
         except TimeoutError:
             failure = errors.ConnectionFailure(
@@ -617,7 +349,7 @@ class SMTPTransport:
             conn.abort()
         raise failure
 
-    async def _handshake(self, conn: _Connection) -> None:
+    async def _handshake(self, conn: wire.Connection) -> None:
         cfg = self._config
         greeting = await conn.command(None)
         if greeting.code != 220:
@@ -638,7 +370,7 @@ class SMTPTransport:
         if cfg.username:
             await self._authenticate(conn)
 
-    async def _hello(self, conn: _Connection) -> None:
+    async def _hello(self, conn: wire.Connection) -> None:
         name = (self._helo_name or await self._local_name(conn)).encode("ascii")
         reply = await conn.command(b"EHLO %s\r\n" % name)
         conn.extensions = {}
@@ -654,21 +386,21 @@ class SMTPTransport:
         size = conn.extensions.get("SIZE", "")
         conn.size_limit = int(size) if size.isdigit() else 0
 
-    async def _local_name(self, conn: _Connection) -> str:
+    async def _local_name(self, conn: wire.Connection) -> str:
         # getfqdn may wait on DNS, so it runs in a thread and within the timeout.
         try:
             async with asyncio.timeout(self._config.timeout):
                 fqdn = await asyncio.to_thread(socket.getfqdn)
         except TimeoutError:
             fqdn = ""
-        if _HOSTNAME.fullmatch(fqdn) and "." in fqdn:
+        if wire.HOSTNAME.fullmatch(fqdn) and "." in fqdn:
             self._helo_name = fqdn
         else:  # an address literal is always an acceptable EHLO argument
             host = conn.writer.get_extra_info("sockname")[0]
             self._helo_name = f"[IPv6:{host}]" if ":" in host else f"[{host}]"
         return self._helo_name
 
-    async def _authenticate(self, conn: _Connection) -> None:
+    async def _authenticate(self, conn: wire.Connection) -> None:
         # A refused login is the operator's configuration, not the message's fault: it is a
         # TemporaryFailure so messages wait for the fix instead of failing for good.
         cfg = self._config
@@ -679,13 +411,15 @@ class SMTPTransport:
         offered = conn.extensions.get("AUTH", "").upper().split()
         user, password = cfg.username.encode(), cfg.password.encode()
         if "PLAIN" in offered:
-            reply = await conn.command(b"AUTH PLAIN %s\r\n" % _b64(b"\0%s\0%s" % (user, password)))
+            reply = await conn.command(
+                b"AUTH PLAIN %s\r\n" % wire.b64(b"\0%s\0%s" % (user, password))
+            )
         elif "LOGIN" in offered:
             reply = await conn.command(b"AUTH LOGIN\r\n")
             for secret in (user, password):
                 if reply.code != 334:
                     break
-                reply = await conn.command(_b64(secret) + b"\r\n")
+                reply = await conn.command(wire.b64(secret) + b"\r\n")
         else:
             raise errors.TemporaryFailure(
                 f"{self._where} offers no AUTH mechanism we speak (PLAIN, LOGIN): "
@@ -702,94 +436,3 @@ class SMTPTransport:
                 context.verify_mode = ssl.CERT_NONE
             self._ssl_context = context
         return self._ssl_context
-
-
-# -- pure helpers ---------------------------------------------------------------------------
-
-
-def _address(address: str, role: str) -> bytes:
-    """``address`` as it goes between angle brackets, or PermanentFailure."""
-    if _BAD_ADDRESS.search(address) or (role == "recipient" and not address):
-        raise errors.PermanentFailure(f"invalid {role} address {address!r}")
-    try:
-        return address.encode("ascii")
-    except UnicodeEncodeError:
-        raise errors.PermanentFailure(
-            f"{role} address {address!r} is not ASCII (SMTPUTF8 is not supported)"
-        ) from None
-
-
-def _prepare(data: bytes) -> tuple[int, bytes]:
-    """The message's size (as SIZE counts it) and its dot-stuffed form ending in ".\\r\\n"."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
-        # A bare CR or LF could end the data early on some servers (SMTP smuggling).
-        data = _LINE_END.sub(b"\r\n", data)
-    if data and not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    size = len(data)
-    data = data.replace(b"\r\n.", b"\r\n..")
-    if data.startswith(b"."):
-        data = b"." + data
-    return size, data + b".\r\n"
-
-
-def _envelope(conn: _Connection, job: _Job) -> bytes:
-    size = b" SIZE=%d" % job.size if "SIZE" in conn.extensions else b""
-    return b"MAIL FROM:<%s>%s\r\nRCPT TO:<%s>\r\nDATA\r\n" % (job.sender, size, job.recipient)
-
-
-def _refusal(mail: _Reply, rcpt: _Reply, data: _Reply) -> errors.DeliveryError | None:
-    """The first refusal among the envelope's replies, if any."""
-    if mail.code // 100 != 2:
-        return _error_for(mail, "MAIL")
-    if rcpt.code // 100 != 2:
-        return _error_for(rcpt, "RCPT")
-    if data.code != 354:
-        return _error_for(data, "DATA")
-    return None
-
-
-def _error_for(reply: _Reply, stage: str) -> errors.DeliveryError:
-    """The exception a refusal at ``stage`` stands for; decided by codes, never by text."""
-    text = str(reply)
-    if reply.code // 100 == 4:
-        return errors.TemporaryFailure(text)
-    if reply.code // 100 == 5:
-        if stage == "RCPT" and reply.enhanced in _NO_SUCH_RECIPIENT:
-            return errors.RecipientRejected(text)
-        return errors.PermanentFailure(text)
-    return errors.TemporaryFailure(f"unexpected reply to {stage}: {text}")
-
-
-def _expect_rset(conn: _Connection, reply: _Reply) -> None:
-    if reply.code // 100 != 2:
-        raise _Lost(conn.failure(f"refused RSET: {reply}"), again=True)
-
-
-def _finish(job: _Job, reply: _Reply) -> None:
-    """Settle ``job`` with the server's answer to its body."""
-    if reply.code // 100 != 2:
-        _settle(job, _error_for(reply, "end of data"))
-    elif not job.future.done():
-        match = _QUEUE_ID.search(reply.lines[-1])
-        provider_id = (match[1] or match[2]) if match else ""
-        job.future.set_result(
-            model.Outcome(model.OutcomeKind.DELIVERED, reply=str(reply), provider_id=provider_id)
-        )
-
-
-def _settle(job: _Job, error: errors.DeliveryError) -> None:
-    if not job.future.done():
-        job.future.set_result(errors.outcome_for(error))
-
-
-def _resolve(future: asyncio.Future[None]) -> bool:
-    if future.done():
-        return False
-    future.set_result(None)
-    return True
-
-
-def _b64(data: bytes) -> bytes:
-    return base64.b64encode(data)
