@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tidings import cli
-from tidings.control import adobe_import
+from tidings.control import adobe_import, adobe_js
 from tidings.engine import render
 
 
@@ -167,11 +167,11 @@ def test_the_translation_of_a_whole_email_compiles() -> None:
 
 
 def test_expression_helper_refuses_trailing_tokens() -> None:
-    assert adobe_import.expression("rtEvent.ctx.a") == "ctx.a"
+    assert adobe_js.expression("rtEvent.ctx.a") == "ctx.a"
     with pytest.raises(ValueError, match="unexpected"):
-        adobe_import.expression("rtEvent.ctx.a rtEvent.ctx.b")
+        adobe_js.expression("rtEvent.ctx.a rtEvent.ctx.b")
     with pytest.raises(ValueError, match="unexpected character"):
-        adobe_import.expression("rtEvent.ctx.a # b")
+        adobe_js.expression("rtEvent.ctx.a # b")
     with pytest.raises(jinja2.TemplateSyntaxError):  # sanity: the checker catches bad Jinja
         jinja2.Environment().parse("{% if %}")
 
