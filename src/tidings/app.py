@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
-from tidings import apikeys, clock, ids, ingest, metrics, model, ratelimit
+from tidings import apikeys, clock, ids, inbound, ingest, metrics, model, ratelimit
 from tidings.channels import base
 from tidings.channels.email import outbox as outbox_transport
 from tidings.channels.email import smtp
@@ -84,6 +84,7 @@ class App:
         # PostgreSQL: wake the workers of other processes after commits (store/notify.py).
         self.notifier = notify.Notifier(db) if db.dialect == "postgresql" else None
         self.listener: notify.Listener | None = None
+        self.bounce_listener: inbound.Listener | None = None  # with a worker, if configured
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -134,9 +135,13 @@ class App:
                     batch=s.retention_batch,
                 )
                 self._background.append(asyncio.create_task(purging, name="tidings-retention"))
+            if s.bounce_smtp_port:
+                self.bounce_listener = await inbound.start(self.db, s)
 
     async def close(self) -> None:
         """Stop the worker, commit what was accepted, close transports and the database."""
+        if self.bounce_listener is not None:
+            await self.bounce_listener.aclose()
         if self.worker is not None:
             await self.worker.stop()
         if self.listener is not None:

@@ -89,6 +89,8 @@ class OutcomeKind(enum.StrEnum):
     RETRY = "retry"
     FAILED = "failed"
     IGNORED = "ignored"
+    #: Not a transport's answer: a bounce that came back later (delivery log only).
+    BOUNCED = "bounced"
 
 
 class Recipient(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -218,6 +220,29 @@ class QuarantineEntry(msgspec.Struct, frozen=True):
     created_at: int
     expires_at: int | None = None
     event_id: int | None = None
+
+
+class BounceKind(enum.StrEnum):
+    """How a bounce counts: ``hard`` quarantines the address, ``soft`` counts toward
+    ``soft_bounce_limit``, ``delayed`` (a warning, the mail is still queued) only is kept."""
+
+    HARD = "hard"
+    SOFT = "soft"
+    DELAYED = "delayed"
+
+
+class Bounce(msgspec.Struct, frozen=True):
+    """A bounce about one recipient of one event's message, as the bounces table keeps it."""
+
+    event_id: int
+    channel: Channel
+    address: str
+    message_id: str
+    kind: BounceKind
+    status: str
+    diagnostic: str
+    received_at: int
+    id: int = 0
 
 
 class OutboxMessage(msgspec.Struct, frozen=True):

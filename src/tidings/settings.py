@@ -125,8 +125,8 @@ class Settings:
     # Retention (store/retention.py)
     event_retention: float = _field(
         2592000.0,
-        "How long events, their delivery log and outbox messages are kept after they were "
-        "received (default 30 days); older events in a final status are counted into the "
+        "How long events, their delivery log, outbox messages and bounces are kept after "
+        "they were received (default 30 days); older events in a final status are counted into the "
         "daily aggregates and purged. 0 keeps them forever.",
     )
     report_retention: float = _field(
@@ -180,6 +180,32 @@ class Settings:
     )
     mc_ping_threshold: int = _field(
         400, "Pending events above which `/nl/jsp/mcPing.jsp` reports `Error` (Adobe's alert)."
+    )
+
+    # Bounces (bounces.py, inbound.py)
+    bounce_smtp_port: int = _field(
+        0,
+        "Port of the inbound SMTP listener that takes bounces (delivery status notifications) "
+        "in `tidings serve` and `tidings worker`; 0: no listener (bounces can still be POSTed "
+        "to `/api/v1/bounces`).",
+    )
+    bounce_smtp_host: str = _field("127.0.0.1", "Address the inbound bounce listener binds.")
+    bounce_max_bytes: int = _field(
+        1048576,
+        "Largest bounce message accepted, over HTTP (413 above it) or SMTP (552 above it).",
+    )
+    soft_bounce_limit: int = _field(
+        3,
+        "Soft bounces (4.x.x, mailbox full, policy) from this many distinct events within "
+        "`TIDINGS_SOFT_BOUNCE_WINDOW` quarantine the address.",
+    )
+    soft_bounce_window: float = _field(
+        604800.0, "How far back soft bounces count toward the limit (default 7 days)."
+    )
+    soft_bounce_quarantine: float = _field(
+        604800.0,
+        "How long an address that reached the soft-bounce limit stays quarantined "
+        "(default 7 days); hard bounces quarantine for good.",
     )
 
     @classmethod
@@ -243,9 +269,15 @@ class Settings:
             "max_batch_events",
             "max_body_bytes",
             "retention_batch",
+            "bounce_max_bytes",
+            "soft_bounce_limit",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
+        if not 0 <= self.bounce_smtp_port <= 65535:
+            raise SettingsError("bounce_smtp_port must be between 0 and 65535")
+        if self.soft_bounce_window <= 0 or self.soft_bounce_quarantine <= 0:
+            raise SettingsError("soft_bounce_window and soft_bounce_quarantine must be > 0")
         if not self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")):
             raise SettingsError("database_url must start with sqlite:// or postgresql://")
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.conftest import test_settings as settings_for
 from tidings import clock, ids, model
 from tidings.app import App
+from tidings.store import bounces as bounces_store
 from tidings.store import events as events_store
 from tidings.store import migrate, queue, retention, schema
 from tidings.store import outbox as outbox_store
@@ -31,7 +32,10 @@ FINISH = sql(
     """UPDATE events SET status = $2, attempts = $3, sent_at = $4, finished_at = $5
        WHERE id = $1"""
 )
-COUNT = {name: sql(f"SELECT COUNT(*) FROM {name}") for name in ("events", "deliveries", "outbox")}
+COUNT = {
+    name: sql(f"SELECT COUNT(*) FROM {name}")
+    for name in ("events", "deliveries", "outbox", "bounces")
+}
 
 
 def new_event(received_at: int, type_: str = "order") -> events_store.NewEvent:
@@ -62,7 +66,8 @@ async def add(
     send_us: int = 1000,
     attempts: int = 1,
 ) -> int:
-    """One event in ``status`` with a delivery log entry and an outbox message; its id."""
+    """One event in ``status`` with a delivery log entry, an outbox message and a bounce; its
+    id."""
     e = new_event(received_at, type_)
     sent = received_at + send_us if status is S.PROCESSED else None
     finished = received_at + send_us if status in model.FINAL_STATUSES else None
@@ -90,6 +95,19 @@ async def add(
                     e.id, f"{e.id}@x", model.Channel.EMAIL, "a@x", "s@x", "s", "", "", "", NOW
                 )
             ],
+        )
+        await bounces_store.add(
+            conn,
+            model.Bounce(
+                e.id,
+                model.Channel.EMAIL,
+                "a@example.com",
+                f"{e.id}@x",
+                model.BounceKind.SOFT,
+                "4.2.2",
+                "mailbox full",
+                received_at,
+            ),
         )
     return e.id
 
@@ -120,7 +138,7 @@ async def test_old_final_events_are_purged_in_batches_and_counted(db: Database) 
         db, now=NOW, event_age=30 * 86400, report_age=360 * 86400, batch=4, pause=0
     )
     assert (done.events, done.batches, done.skipped) == (13, 4, False)
-    assert await counts(db) == {"events": 3, "deliveries": 3, "outbox": 3}
+    assert await counts(db) == {"events": 3, "deliveries": 3, "outbox": 3, "bounces": 3}
     async with db.connection() as conn:
         for event_id in gone:
             assert await events_store.get_event(conn, event_id) is None
@@ -168,7 +186,7 @@ async def test_concurrent_purges_count_every_event_once(db: Database) -> None:
     # PostgreSQL: a purge that finds another one holding the lock stops; run once more.
     purged += (await retention.purge(db, now=NOW, event_age=30 * 86400, report_age=0)).events
     assert purged == 30
-    assert await counts(db) == {"events": 0, "deliveries": 0, "outbox": 0}
+    assert await counts(db) == {"events": 0, "deliveries": 0, "outbox": 0, "bounces": 0}
     totals = collections.Counter({k[1]: v[0] for k, v in (await report(db)).items()})
     assert totals == {"t0": 10, "t1": 10, "t2": 10}
 
@@ -201,7 +219,7 @@ async def test_the_app_purges_periodically(database_url: str) -> None:
             if (await counts(app.db))["events"] == 0:
                 break
             await asyncio.sleep(0.02)
-        assert await counts(app.db) == {"events": 0, "deliveries": 0, "outbox": 0}
+        assert await counts(app.db) == {"events": 0, "deliveries": 0, "outbox": 0, "bounces": 0}
         assert len(await report(app.db)) == 1
 
 
@@ -214,7 +232,7 @@ def _compare(conn: sa.Connection) -> list[Any]:
 
 
 async def test_migrations_produce_the_declared_schema(database_url: str) -> None:
-    assert await migrate.current(database_url) == migrate.head() == "0002"
+    assert await migrate.current(database_url) == migrate.head() == "0003"
     url = migrate.sqlalchemy_url(database_url)
     if url.startswith("sqlite"):
         engine = sa.create_engine(url)

@@ -7,6 +7,7 @@
 - ``/api/v1/openapi.json``: the OpenAPI document (:mod:`.openapi`).
 - ``/nl/jsp/...``: Campaign Classic SOAP compatibility (:mod:`.soap`), and
   ``/api/v1/templates/import-adobe`` (:mod:`.adobe_templates`).
+- ``/api/v1/bounces``: bounces in (raw messages) and their list (:mod:`.bounces`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,17 @@ from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
 
 from tidings import ratelimit
-from tidings.api import admin, adobe, adobe_templates, errors, events, openapi, ops, soap
+from tidings.api import (
+    admin,
+    adobe,
+    adobe_templates,
+    bounces,
+    errors,
+    events,
+    openapi,
+    ops,
+    soap,
+)
 from tidings.api.fast import FastIntake
 from tidings.app import App
 from tidings.store.database import Unavailable
@@ -59,6 +70,7 @@ def create_app(app: App) -> Litestar:
             adobe.router(app),
             soap.router(app),
             adobe_templates.router(app),
+            bounces.router(app),
         ],
         exception_handlers={
             errors.ApiError: errors.handle_api_error,

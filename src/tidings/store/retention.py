@@ -1,7 +1,7 @@
 """Retention: purge old events in small batches, keeping daily aggregates of what went.
 
 Events that reached a final status and were received longer ago than the retention age go,
-with their delivery log and outbox messages, ``batch`` events per transaction (short
+with their delivery log, outbox messages and bounces, ``batch`` events per transaction (short
 transactions, a pause between them, so claims and ingest commits keep their turn at the
 database). In the same transaction as the delete, each batch is counted into ``daily_stats``
 (per UTC day of receipt, event type and final status: events, attempts, and for processed
@@ -68,6 +68,10 @@ DELETE_OUTBOX = sql(
     "DELETE FROM outbox WHERE event_" + _PG_IDS,
     sqlite="DELETE FROM outbox WHERE event_" + _LITE_IDS,
 )
+DELETE_BOUNCES = sql(
+    "DELETE FROM bounces WHERE event_" + _PG_IDS,
+    sqlite="DELETE FROM bounces WHERE event_" + _LITE_IDS,
+)
 DELETE_EVENTS = sql(
     "DELETE FROM events WHERE " + _PG_IDS, sqlite="DELETE FROM events WHERE " + _LITE_IDS
 )
@@ -85,8 +89,8 @@ class Purged(msgspec.Struct, frozen=True):
 
 async def purge_batch(conn: Connection, older_than: int, limit: int = BATCH) -> int | None:
     """Count and delete up to ``limit`` final events received before ``older_than`` (with
-    their deliveries and outbox messages), in the caller's transaction. Returns how many, or
-    None if another node holds the purge lock."""
+    their deliveries, outbox messages and bounces), in the caller's transaction. Returns how
+    many, or None if another node holds the purge lock."""
     if not await conn.fetchval(TRY_LOCK):
         return None
     doomed = [row[0] for row in await conn.fetch(OLD_EVENTS, older_than, limit)]
@@ -95,6 +99,7 @@ async def purge_batch(conn: Connection, older_than: int, limit: int = BATCH) -> 
     await conn.execute(AGGREGATE, doomed)
     await conn.execute(DELETE_DELIVERIES, doomed)
     await conn.execute(DELETE_OUTBOX, doomed)
+    await conn.execute(DELETE_BOUNCES, doomed)
     return await conn.execute(DELETE_EVENTS, doomed)
 
 

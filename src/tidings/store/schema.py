@@ -223,3 +223,24 @@ daily_stats = sa.Table(
     sa.Column("attempts", BigInt, nullable=False, comment="sum of delivery attempts"),
     sa.Column("send_us", BigInt, nullable=False, comment="processed: sum of due-to-sent times, µs"),
 )
+
+# -- bounces (store/bounces.py) ------------------------------------------------------------------
+
+#: One row per bounce report about one recipient of one event's message (a DSN or an
+#: asynchronous bounce, matched to the delivery by its Message-ID).
+bounces = sa.Table(
+    "bounces",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("event_id", BigInt, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("address", sa.Text, nullable=False, comment="the address the event was sent to"),
+    sa.Column("message_id", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False, comment="hard, soft or delayed"),
+    sa.Column("status", sa.Text, nullable=False, comment="enhanced status code, 5.1.1"),
+    sa.Column("diagnostic", sa.Text, nullable=False),
+    sa.Column("received_at", BigInt, nullable=False),
+    # The same report twice (a re-sent DSN, the HTTP and SMTP paths both) is kept once.
+    sa.Index("ix_bounces_event_id_address_kind", "event_id", "address", "kind", unique=True),
+    sa.Index("ix_bounces_address_received_at", "address", "received_at"),
+)
