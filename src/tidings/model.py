@@ -164,6 +164,53 @@ class EmailMessage(msgspec.Struct, frozen=True):
     headers: tuple[tuple[str, str], ...] = ()
 
 
+class PushPlatform(enum.StrEnum):
+    """Which gateway a push token belongs to (Adobe's wishedChannel 41 and 42)."""
+
+    APNS = "apns"
+    FCM = "fcm"
+
+
+class SmsMessage(msgspec.Struct, frozen=True):
+    """A rendered SMS, ready for a transport. ``to`` is E.164 (``+33612345678``);
+    ``reference`` is stable per event, so a retry can be recognised."""
+
+    event_id: int
+    reference: str
+    to: str
+    text: str
+    sender: str = ""
+    expires_at: int | None = None
+
+
+class PushMessage(msgspec.Struct, frozen=True):
+    """A rendered push notification for one device token. ``expires_at`` (µs since the
+    epoch) is the event's expiration, passed to the gateway (``apns-expiration``, FCM ttl)."""
+
+    event_id: int
+    message_id: str
+    platform: PushPlatform
+    token: str
+    title: str
+    body: str
+    data: dict[str, str] = {}
+    sound: str = ""
+    badge: int | None = None
+    collapse_id: str = ""
+    priority: int = 10
+    expires_at: int | None = None
+
+
+class WebhookMessage(msgspec.Struct, frozen=True):
+    """A rendered webhook call: ``body`` (JSON text) is POSTed to ``url``."""
+
+    event_id: int
+    message_id: str
+    url: str
+    body: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
 class Outcome(msgspec.Struct, frozen=True):
     """The answer of ``Transport.send``.
 
@@ -189,6 +236,44 @@ class EmailContent(msgspec.Struct, frozen=True, tag="email"):
     sender_address: str = ""
     reply_to: str = ""
     headers: dict[str, str] = {}
+
+
+class SmsContent(msgspec.Struct, frozen=True, tag="sms"):
+    """The published content of an SMS template (one version)."""
+
+    text: str
+    sender: str = ""
+
+
+class PushContent(msgspec.Struct, frozen=True, tag="push"):
+    """The published content of a push template (one version); ``data`` values are
+    templates too."""
+
+    title: str
+    body: str
+    data: dict[str, str] = {}
+    sound: str = ""
+    badge: str = ""
+    collapse_id: str = ""
+
+
+class WebhookContent(msgspec.Struct, frozen=True, tag="webhook"):
+    """The published content of a webhook template (one version): ``body`` renders to JSON."""
+
+    url: str
+    body: str
+    headers: dict[str, str] = {}
+
+
+Content = EmailContent | SmsContent | PushContent | WebhookContent
+"""A template version's content, tagged with its channel."""
+
+CONTENT_CHANNEL: dict[type[Content], Channel] = {
+    EmailContent: Channel.EMAIL,
+    SmsContent: Channel.SMS,
+    PushContent: Channel.PUSH,
+    WebhookContent: Channel.WEBHOOK,
+}
 
 
 class Publication(msgspec.Struct, frozen=True):
