@@ -28,7 +28,9 @@ def median_us(fn: Callable[[], object], number: int = 2000, repeat: int = 7) -> 
 def main() -> None:
     renderer = render.Renderer(default_sender="Tidings Shop <shop@example.com>")
     folder = files.read_folder(Path(server.example_templates()) / "cartAbandonment")
-    publication = model.Publication(1, folder.name, model.Channel.EMAIL, 1, folder.content)
+    publication = model.Publication(
+        1, folder.name, model.Channel.EMAIL, 1, folder.contents[model.Channel.EMAIL]
+    )
     compiled = renderer.compile_email(publication)
     event = model.Event(
         id=1957391197372416,

@@ -180,7 +180,7 @@ def publish(folder: Annotated[Path, typer.Argument(help="Template folder.")]) ->
         raise typer.Exit(1) from None
     for r in results:
         state = "new version" if r.changed else "unchanged"
-        out.print(f"{r.event_type}: email version {r.version} published ({state})")
+        out.print(f"{r.event_type}: {r.channel} version {r.version} published ({state})")
 
 
 @cli.command()

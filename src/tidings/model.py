@@ -283,7 +283,7 @@ class Publication(msgspec.Struct, frozen=True):
     event_type: str
     channel: Channel
     version_id: int
-    content: EmailContent
+    content: Content
 
 
 class EventType(msgspec.Struct, frozen=True):

@@ -1,18 +1,26 @@
 """Templates kept as files (so teams can keep them in git), published with
 ``tidings publish <folder>``.
 
-One folder per event type, named after it::
+One folder per event type, named after it, with a file set per channel it has::
 
     templates/
       cartAbandonment/
-        template.toml   label, and the email's sender, reply_to and [email.headers] (optional)
-        subject.txt     the subject line (required)
-        email.html      the HTML part (at least one of email.html and email.txt)
-        email.txt       the text part
+        template.toml   label, default_channel, and per channel (all optional):
+                        [email] sender, reply_to, [email.headers]
+                        [sms] sender
+                        [push] title (required for push), sound, badge, collapse_id, [push.data]
+                        [webhook] url (required for webhook), [webhook.headers]
+        subject.txt     email: the subject line (with email.html and/or email.txt)
+        email.html      email: the HTML part
+        email.txt       email: the text part
+        sms.txt         SMS: the text
+        push.txt        push: the body
+        webhook.json    webhook: the JSON body
 
-Every file is a template (Jinja2, see :mod:`tidings.engine.render`). Publishing checks that
-they compile, saves a new version when the content changed, and routes the type's email
-channel to it.
+Every text is a template (Jinja2, see :mod:`tidings.engine.render`). Publishing checks that
+they compile, saves a new version of each channel's template when its content changed, and
+routes the type's channels to them. The default channel is ``default_channel`` or, without
+it, email if the folder has one, else the first of SMS, push, webhook.
 """
 
 from __future__ import annotations
@@ -26,17 +34,27 @@ import msgspec
 from tidings import clock, model
 from tidings.engine import render
 from tidings.store import catalog
-from tidings.store.database import Database
+from tidings.store.database import Connection, Database
 
 
 class TemplateFolderError(ValueError):
     """A template folder is incomplete or does not compile; the message names the file."""
 
 
+CHANNEL_FILES = {
+    model.Channel.EMAIL: "subject.txt",
+    model.Channel.SMS: "sms.txt",
+    model.Channel.PUSH: "push.txt",
+    model.Channel.WEBHOOK: "webhook.json",
+}
+"""The file whose presence says a folder has a template for the channel."""
+
+
 class Published(msgspec.Struct, frozen=True):
-    """What publishing one folder did."""
+    """What publishing one template of a folder did."""
 
     event_type: str
+    channel: model.Channel
     version: int
     publication_id: int
     changed: bool
@@ -47,46 +65,124 @@ class TemplateFolder(msgspec.Struct, frozen=True):
 
     name: str
     label: str
-    content: model.EmailContent
+    default_channel: model.Channel
+    contents: dict[model.Channel, model.Content]
 
 
 def read_folder(path: Path) -> TemplateFolder:
     """Read and check one event type's folder."""
-    name = path.name
     meta: dict[str, object] = {}
-    if (path / "template.toml").is_file():
+    toml_path = path / "template.toml"
+    if toml_path.is_file():
         try:
-            meta = tomllib.loads((path / "template.toml").read_text("utf-8"))
+            meta = tomllib.loads(toml_path.read_text("utf-8"))
         except tomllib.TOMLDecodeError as exc:
-            raise TemplateFolderError(f"{path / 'template.toml'}: {exc}") from None
-    email = meta.get("email", {})
-    if not isinstance(email, dict):
-        raise TemplateFolderError(f"{path / 'template.toml'}: [email] must be a table")
+            raise TemplateFolderError(f"{toml_path}: {exc}") from None
+    reader = _Reader(path, meta)
+    contents: dict[model.Channel, model.Content] = {}
+    for channel, marker in CHANNEL_FILES.items():
+        if (path / marker).is_file():
+            contents[channel] = reader.content(channel)
+    if not contents:
+        raise TemplateFolderError(
+            f"{path} has no template: it needs one of {', '.join(CHANNEL_FILES.values())}"
+        )
+    default = meta.get("default_channel")
+    if default is None:
+        channel = next(iter(contents))
+    else:
+        try:
+            channel = model.Channel(str(default))
+        except ValueError:
+            raise TemplateFolderError(
+                f"{toml_path}: default_channel {default!r} is not one of "
+                f"{', '.join(c.value for c in model.Channel)}"
+            ) from None
+        if channel not in contents:
+            raise TemplateFolderError(
+                f"{toml_path}: default_channel is {channel} but the folder has no "
+                f"{CHANNEL_FILES[channel]}"
+            )
+    return TemplateFolder(path.name, str(meta.get("label", path.name)), channel, contents)
 
-    def read(file: str) -> str:
-        target = path / file
+
+class _Reader:
+    """Reads one channel's files and table of ``template.toml``."""
+
+    def __init__(self, path: Path, meta: dict[str, object]):
+        self.path = path
+        self.meta = meta
+
+    def text(self, file: str) -> str:
+        target = self.path / file
         return target.read_text("utf-8") if target.is_file() else ""
 
-    subject = read("subject.txt").strip()
-    if not subject:
-        raise TemplateFolderError(f"{path / 'subject.txt'} is missing or empty")
-    html, text = read("email.html"), read("email.txt")
-    if not html.strip() and not text.strip():
-        raise TemplateFolderError(f"{path} needs email.html or email.txt")
-    sender = render.parse_address(str(email.get("sender", ""))) if email.get("sender") else None
-    headers = email.get("headers", {})
-    if not isinstance(headers, dict):
-        raise TemplateFolderError(f"{path / 'template.toml'}: [email.headers] must be a table")
-    content = model.EmailContent(
-        subject=subject,
-        html=html,
-        text=text,
-        sender_name=sender.name if sender else "",
-        sender_address=sender.address if sender else "",
-        reply_to=str(email.get("reply_to", "")),
-        headers={str(k): str(v) for k, v in headers.items()},
-    )
-    return TemplateFolder(name, str(meta.get("label", name)), content)
+    def table(self, name: str) -> dict[str, object]:
+        value = self.meta.get(name, {})
+        if not isinstance(value, dict):
+            raise TemplateFolderError(f"{self.path / 'template.toml'}: [{name}] must be a table")
+        return value
+
+    def strings(self, table: dict[str, object], key: str, where: str) -> dict[str, str]:
+        value = table.get(key, {})
+        if not isinstance(value, dict):
+            raise TemplateFolderError(
+                f"{self.path / 'template.toml'}: [{where}.{key}] must be a table"
+            )
+        return {str(k): str(v) for k, v in value.items()}
+
+    def content(self, channel: model.Channel) -> model.Content:
+        if channel is model.Channel.EMAIL:
+            return self.email()
+        table = self.table(channel.value)
+        if channel is model.Channel.SMS:
+            text = self.text("sms.txt").strip()
+            if not text:
+                raise TemplateFolderError(f"{self.path / 'sms.txt'} is empty")
+            return model.SmsContent(text=text, sender=str(table.get("sender", "")))
+        if channel is model.Channel.PUSH:
+            title = str(table.get("title", "")).strip()
+            if not title:
+                raise TemplateFolderError(
+                    f"{self.path / 'template.toml'}: a push template needs [push] title"
+                )
+            return model.PushContent(
+                title=title,
+                body=self.text("push.txt").strip(),
+                data=self.strings(table, "data", "push"),
+                sound=str(table.get("sound", "")),
+                badge=str(table.get("badge", "")),
+                collapse_id=str(table.get("collapse_id", "")),
+            )
+        url = str(table.get("url", "")).strip()
+        if not url:
+            raise TemplateFolderError(
+                f"{self.path / 'template.toml'}: a webhook template needs [webhook] url"
+            )
+        return model.WebhookContent(
+            url=url,
+            body=self.text("webhook.json"),
+            headers=self.strings(table, "headers", "webhook"),
+        )
+
+    def email(self) -> model.EmailContent:
+        email = self.table("email")
+        subject = self.text("subject.txt").strip()
+        if not subject:
+            raise TemplateFolderError(f"{self.path / 'subject.txt'} is empty")
+        html, text = self.text("email.html"), self.text("email.txt")
+        if not html.strip() and not text.strip():
+            raise TemplateFolderError(f"{self.path} needs email.html or email.txt")
+        sender = render.parse_address(str(email["sender"])) if email.get("sender") else None
+        return model.EmailContent(
+            subject=subject,
+            html=html,
+            text=text,
+            sender_name=sender.name if sender else "",
+            sender_address=sender.address if sender else "",
+            reply_to=str(email.get("reply_to", "")),
+            headers=self.strings(email, "headers", "email"),
+        )
 
 
 def read_folders(root: Path) -> list[TemplateFolder]:
@@ -96,11 +192,15 @@ def read_folders(root: Path) -> list[TemplateFolder]:
     return [read_folder(p) for p in find_folders(root)]
 
 
+def _is_folder(path: Path) -> bool:
+    return any((path / marker).is_file() for marker in CHANNEL_FILES.values())
+
+
 def find_folders(root: Path) -> list[Path]:
     """The event type folders under ``root`` (or ``root`` itself if it is one)."""
-    if (root / "subject.txt").is_file():
+    if _is_folder(root):
         return [root]
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "subject.txt").is_file())
+    return sorted(p for p in root.iterdir() if p.is_dir() and _is_folder(p))
 
 
 async def publish_folder(
@@ -110,29 +210,40 @@ async def publish_folder(
     folder reads and compiles."""
     folders = await asyncio.to_thread(read_folders, root)
     if not folders:
-        raise TemplateFolderError(f"no template folders (with a subject.txt) under {root}")
+        raise TemplateFolderError(f"no template folders under {root}")
     for folder in folders:
-        try:
-            renderer.check_email(folder.content)
-        except render.RenderError as exc:
-            raise TemplateFolderError(f"{root / folder.name}: {exc}") from None
+        for channel, content in folder.contents.items():
+            try:
+                renderer.check(content)
+            except render.RenderError as exc:
+                raise TemplateFolderError(f"{root / folder.name} ({channel}): {exc}") from None
     results = []
     now = clock.now_us()
     async with db.transaction() as conn:
         for folder in folders:
             await catalog.upsert_event_type(
-                conn, folder.name, folder.label, model.Channel.EMAIL, now
+                conn, folder.name, folder.label, folder.default_channel, now
             )
-            latest = await catalog.latest_version(conn, folder.name, model.Channel.EMAIL)
-            changed = latest is None or latest[2] != folder.content
-            if latest is not None and not changed:
-                version_id, number = latest[0], latest[1]
-            else:
-                version_id, number = await catalog.add_template_version(
-                    conn, folder.name, model.Channel.EMAIL, folder.content, author, now
-                )
-            publication_id = await catalog.publish(
-                conn, folder.name, model.Channel.EMAIL, version_id, folder.content, author, now
-            )
-            results.append(Published(folder.name, number, publication_id, changed))
+            for channel, content in folder.contents.items():
+                results.append(await _publish(conn, folder.name, channel, content, author, now))
     return results
+
+
+async def _publish(
+    conn: Connection,
+    name: str,
+    channel: model.Channel,
+    content: model.Content,
+    author: str,
+    now: int,
+) -> Published:
+    latest = await catalog.latest_version(conn, name, channel)
+    changed = latest is None or latest[2] != content
+    if latest is not None and not changed:
+        version_id, number = latest[0], latest[1]
+    else:
+        version_id, number = await catalog.add_template_version(
+            conn, name, channel, content, author, now
+        )
+    publication_id = await catalog.publish(conn, name, channel, version_id, content, author, now)
+    return Published(name, channel, number, publication_id, changed)

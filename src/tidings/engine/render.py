@@ -1,5 +1,11 @@
 """Rendering: a published template version plus an event's data gives a message.
 
+Each channel's content compiles to its own form and renders to its message type: email
+(subject, HTML, text, headers), SMS (text; the transport encodes and splits it), push (title,
+body, data values, badge, collapse id; the device token's platform picks APNs or FCM, see
+:func:`push_platform`) and webhook (URL, headers, a body that must render to JSON: use the
+``tojson`` filter for values, ``{"name": {{ ctx.firstName|tojson }}}``).
+
 Templates are Jinja2 run in a ``SandboxedEnvironment`` (a template cannot reach Python
 internals, whoever wrote it), compiled once per published version and cached. They see:
 
@@ -15,6 +21,9 @@ not. Errors raised while rendering (a failing filter, a sandbox violation) becom
 
 from __future__ import annotations
 
+import json
+import re
+import uuid
 from typing import Any
 
 import jinja2
@@ -38,6 +47,66 @@ class CompiledEmail(msgspec.Struct, frozen=True):
     sender: model.EmailAddress
     reply_to: model.EmailAddress | None
     headers: tuple[tuple[str, Any], ...]
+
+
+class CompiledSms(msgspec.Struct, frozen=True):
+    """One published SMS version, compiled."""
+
+    version_id: int
+    text: Any
+    sender: str
+
+
+class CompiledPush(msgspec.Struct, frozen=True):
+    """One published push version, compiled (``badge``/``collapse_id``: None when unset)."""
+
+    version_id: int
+    title: Any
+    body: Any
+    data: tuple[tuple[str, Any], ...]
+    sound: str
+    badge: Any | None
+    collapse_id: Any | None
+
+
+class CompiledWebhook(msgspec.Struct, frozen=True):
+    """One published webhook version, compiled."""
+
+    version_id: int
+    url: Any
+    body: Any
+    headers: tuple[tuple[str, Any], ...]
+
+
+Compiled = CompiledEmail | CompiledSms | CompiledPush | CompiledWebhook
+Message = model.EmailMessage | model.SmsMessage | model.PushMessage | model.WebhookMessage
+
+# Deterministic per event, so a retry carries the same id (APNs wants a UUID in apns-id).
+_MESSAGE_NAMESPACE = uuid.UUID("6f1c1d2e-7a55-4d3c-9a64-1b2f0e6c9d10")
+# An APNs device token is 32 bytes written as 64 hex digits; FCM registration tokens are
+# longer and not hex.
+_APNS_TOKEN = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def message_uuid(event_id: int) -> str:
+    """A UUID that stays the same for every attempt at one event's message."""
+    return str(uuid.uuid5(_MESSAGE_NAMESPACE, str(event_id)))
+
+
+def push_platform(token: str) -> model.PushPlatform:
+    """Which gateway a device token belongs to: an ``apns:`` or ``fcm:`` prefix says so;
+    otherwise 64 hex digits are an APNs token and anything else an FCM registration token."""
+    if token.startswith("apns:"):
+        return model.PushPlatform.APNS
+    if token.startswith("fcm:"):
+        return model.PushPlatform.FCM
+    return model.PushPlatform.APNS if _APNS_TOKEN.fullmatch(token) else model.PushPlatform.FCM
+
+
+def push_token(token: str) -> str:
+    """The token without its platform prefix."""
+    platform, sep, rest = token.partition(":")
+    return rest if sep and platform in ("apns", "fcm") else token
 
 
 class _Environment(jinja2.sandbox.SandboxedEnvironment):
@@ -80,7 +149,7 @@ class Renderer:
         self._text = _environment(autoescape=False)
         self.default_sender = parse_address(default_sender)
         self.message_id_domain = message_id_domain  # empty: each message's sender's domain
-        self._compiled: dict[int, CompiledEmail] = {}
+        self._compiled: dict[int, Compiled] = {}
         self._cache_size = cache_size
 
     def _template(self, env: jinja2.Environment, source: str, part: str) -> Any:
@@ -90,10 +159,17 @@ class Renderer:
             raise RenderError(f"{part}: line {exc.lineno}: {exc.message}") from exc
 
     def compile_email(self, publication: model.Publication) -> CompiledEmail:
-        """The compiled form of a published version (compiled once, then cached)."""
+        """The compiled form of a published email version (compiled once, then cached)."""
+        compiled = self.compile(publication)
+        if not isinstance(compiled, CompiledEmail):
+            raise RenderError(f"version {publication.version_id} is not an email template")
+        return compiled
+
+    def compile(self, publication: model.Publication) -> Compiled:
+        """The compiled form of a published version of any channel (cached by version)."""
         compiled = self._compiled.get(publication.version_id)
         if compiled is None:
-            compiled = self._compile_email(publication)
+            compiled = self._compile_any(publication.content, publication.version_id)
             if len(self._compiled) >= self._cache_size:
                 self._compiled.pop(next(iter(self._compiled)))
             self._compiled[publication.version_id] = compiled
@@ -103,8 +179,42 @@ class Renderer:
         """Raise :class:`RenderError` if ``content`` does not compile (nothing is cached)."""
         self._compile(content, -1)
 
-    def _compile_email(self, publication: model.Publication) -> CompiledEmail:
-        return self._compile(publication.content, publication.version_id)
+    def check(self, content: model.Content) -> None:
+        """Raise :class:`RenderError` if ``content`` (any channel) does not compile."""
+        self._compile_any(content, -1)
+
+    def _compile_any(self, content: model.Content, version_id: int) -> Compiled:
+        if isinstance(content, model.EmailContent):
+            return self._compile(content, version_id)
+        text = self._text
+        if isinstance(content, model.SmsContent):
+            return CompiledSms(
+                version_id, self._template(text, content.text, "text"), content.sender
+            )
+        if isinstance(content, model.PushContent):
+            return CompiledPush(
+                version_id=version_id,
+                title=self._template(text, content.title, "title"),
+                body=self._template(text, content.body, "body"),
+                data=tuple(
+                    (k, self._template(text, v, f"data {k}")) for k, v in content.data.items()
+                ),
+                sound=content.sound,
+                badge=self._template(text, content.badge, "badge") if content.badge else None,
+                collapse_id=(
+                    self._template(text, content.collapse_id, "collapse_id")
+                    if content.collapse_id
+                    else None
+                ),
+            )
+        return CompiledWebhook(
+            version_id=version_id,
+            url=self._template(text, content.url, "url"),
+            body=self._template(text, content.body, "body"),
+            headers=tuple(
+                (k, self._template(text, v, f"header {k}")) for k, v in content.headers.items()
+            ),
+        )
 
     def _compile(self, content: model.EmailContent, version_id: int) -> CompiledEmail:
         sender = (
@@ -135,6 +245,76 @@ class Renderer:
             self.message_id_domain or (sender or self.default_sender).address.rpartition("@")[2]
         )
         return f"{event_id}.tidings@{domain or 'localhost'}"
+
+    def render(self, compiled: Compiled, event: model.Event) -> Message:
+        """The message ``event`` gets from ``compiled``, whatever its channel."""
+        if isinstance(compiled, CompiledEmail):
+            return self.render_email(compiled, event)
+        variables = {**self._text.globals, **template_variables(event)}
+        try:
+            if isinstance(compiled, CompiledSms):
+                return model.SmsMessage(
+                    event_id=event.id,
+                    reference=str(event.id),
+                    to=event.recipient.mobilePhone or "",
+                    text=_render(compiled.text, variables).strip(),
+                    sender=compiled.sender,
+                    expires_at=event.expires_at,
+                )
+            if isinstance(compiled, CompiledPush):
+                return self._render_push(compiled, event, variables)
+            return self._render_webhook(compiled, event, variables)
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"template error: {exc}") from exc
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise RenderError(f"template error: {type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _render_push(
+        compiled: CompiledPush, event: model.Event, variables: dict[str, Any]
+    ) -> model.PushMessage:
+        token = event.recipient.pushToken or ""
+        badge = None
+        if compiled.badge is not None:
+            text = _render(compiled.badge, variables).strip()
+            if text:
+                try:
+                    badge = int(text)
+                except ValueError:
+                    raise RenderError(f"badge: {text!r} is not a whole number") from None
+        collapse = "" if compiled.collapse_id is None else _render(compiled.collapse_id, variables)
+        return model.PushMessage(
+            event_id=event.id,
+            message_id=message_uuid(event.id),
+            platform=push_platform(token),
+            token=push_token(token),
+            title=" ".join(_render(compiled.title, variables).split()),
+            body=_render(compiled.body, variables).strip(),
+            data={k: _render(t, variables) for k, t in compiled.data},
+            sound=compiled.sound,
+            badge=badge,
+            collapse_id=collapse.strip(),
+            expires_at=event.expires_at,
+        )
+
+    @staticmethod
+    def _render_webhook(
+        compiled: CompiledWebhook, event: model.Event, variables: dict[str, Any]
+    ) -> model.WebhookMessage:
+        body = _render(compiled.body, variables)
+        try:
+            json.loads(body)
+        except ValueError as exc:
+            raise RenderError(f"body: the rendered body is not JSON: {exc}") from None
+        return model.WebhookMessage(
+            event_id=event.id,
+            message_id=message_uuid(event.id),
+            url=_render(compiled.url, variables).strip(),
+            body=body,
+            headers=tuple(
+                (name, " ".join(_render(t, variables).split())) for name, t in compiled.headers
+            ),
+        )
 
     def render_email(self, compiled: CompiledEmail, event: model.Event) -> model.EmailMessage:
         """The email ``event`` gets from ``compiled``."""

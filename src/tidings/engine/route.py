@@ -96,6 +96,10 @@ def decide(
         return Finish(S.TOO_OLD, "expired before it could be sent", publication)
     if event_type.paused:
         return Finish(S.PAUSED, f"event type {event.type!r} is paused", publication)
+    content = publication.content
+    if isinstance(content, model.WebhookContent):
+        # A webhook goes to its template's URL, not to an address of the recipient's.
+        return Deliver(publication, channel, content.url)
     address = address_for(channel, event.recipient)
     if not address:
         return Finish(

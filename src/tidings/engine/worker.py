@@ -19,6 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from tidings import clock, metrics, model
 from tidings.channels import base
@@ -47,7 +48,7 @@ class Worker:
         db: Database,
         settings: Settings,
         *,
-        transports: Mapping[model.Channel, base.Transport[model.EmailMessage]],
+        transports: Mapping[model.Channel, base.Transport[Any]],
         renderer: render.Renderer,
         rng: random.Random | None = None,
         counters: metrics.Metrics | None = None,
@@ -215,7 +216,7 @@ class Worker:
             )
         started = time.perf_counter_ns()
         try:
-            message = self.renderer.render_email(self.renderer.compile_email(publication), event)
+            message = self.renderer.render(self.renderer.compile(publication), event)
         except render.RenderError as exc:
             return self._finish(event, S.DELIVERY_FAILED, str(exc), publication)
         rendered = time.perf_counter_ns()
@@ -229,7 +230,9 @@ class Worker:
             channel=channel,
             transport=transport.name,
             address=decision.address,
-            message_id=message.message_id,
+            message_id=(
+                message.reference if isinstance(message, model.SmsMessage) else message.message_id
+            ),
             outcome=outcome.kind,
             reply=outcome.reply,
             render_us=(rendered - started) // 1000,

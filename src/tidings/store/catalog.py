@@ -13,7 +13,7 @@ import msgspec
 from tidings import model
 from tidings.store.database import Connection, sql
 
-_content_decoder = msgspec.json.Decoder(model.EmailContent)
+_content_decoder: msgspec.json.Decoder[model.Content] = msgspec.json.Decoder(model.Content)
 _encode = msgspec.json.Encoder().encode
 
 ROUTING = "routing"
@@ -86,7 +86,7 @@ async def add_template_version(
     conn: Connection,
     event_type: str,
     channel: model.Channel,
-    content: model.EmailContent,
+    content: model.Content,
     author: str,
     now: int,
 ) -> tuple[int, int]:
@@ -106,7 +106,7 @@ LATEST_VERSION = sql(
 
 async def latest_version(
     conn: Connection, event_type: str, channel: model.Channel
-) -> tuple[int, int, model.EmailContent] | None:
+) -> tuple[int, int, model.Content] | None:
     """The newest version of a template: (id, number, content)."""
     row = await conn.fetchrow(LATEST_VERSION, event_type, str(channel))
     return None if row is None else (int(row[0]), int(row[1]), _content_decoder.decode(row[2]))
@@ -131,7 +131,7 @@ async def publish(
     event_type: str,
     channel: model.Channel,
     version_id: int,
-    content: model.EmailContent,
+    content: model.Content,
     published_by: str,
     now: int,
 ) -> int:
