@@ -56,6 +56,7 @@ class App:
         self.renderer = render.Renderer(
             default_sender=settings.default_sender,
             message_id_domain=settings.message_id_domain,
+            bounce_address=settings.bounce_address,
         )
         self.outbox: batching.GroupCommitter[model.OutboxMessage, None] = batching.GroupCommitter(
             self._keep_outbox, max_items=500, name="outbox"

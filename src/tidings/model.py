@@ -162,6 +162,7 @@ class EmailMessage(msgspec.Struct, frozen=True):
     text: str
     reply_to: EmailAddress | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    return_path: str = ""  # the envelope sender (MAIL FROM); empty: the sender's address
 
 
 class PushPlatform(enum.StrEnum):

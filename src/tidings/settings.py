@@ -213,6 +213,13 @@ class Settings:
     )
 
     # Bounces (bounces.py, inbound.py)
+    bounce_address: str = _field(
+        "",
+        "Envelope sender (Return-Path) of every email, as `bounces@mail.example.com`: each "
+        "message goes out from `bounces+<event id>@mail.example.com` (VERP), so a bounce names "
+        "its event even when it quotes nothing of the message. Point that domain's MX at the "
+        "bounce listener. Empty: the template's sender.",
+    )
     bounce_smtp_port: int = _field(
         0,
         "Port of the inbound SMTP listener that takes bounces (delivery status notifications) "
@@ -305,6 +312,10 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
+        if self.bounce_address and (
+            self.bounce_address.count("@") != 1 or self.bounce_address.startswith("@")
+        ):
+            raise SettingsError("bounce_address must be an address: `bounces@example.com`")
         if not 0 <= self.bounce_smtp_port <= 65535:
             raise SettingsError("bounce_smtp_port must be between 0 and 65535")
         if self.soft_bounce_window <= 0 or self.soft_bounce_quarantine <= 0:
