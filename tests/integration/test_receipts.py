@@ -6,7 +6,9 @@ import asyncio
 import pathlib
 
 from tests import smsc
+from tests.conftest import test_settings as settings_for
 from tidings import model, receipts
+from tidings.app import App
 from tidings.channels.sms import smpp
 from tidings.store import database, queue
 from tidings.store import receipts as store
@@ -116,3 +118,27 @@ async def test_matched_unknown_and_repeated_receipts(db: database.Database) -> N
     await log_delivery(db, 8, "early")
     async with db.connection() as conn:
         assert [r.provider_id for r in await store.receipts_for_event(conn, 8)] == ["early"]
+
+
+async def test_the_app_wires_the_smpp_transport(database_url: str, tmp_path: pathlib.Path) -> None:
+    with smsc.running(tmp_path, receipt="DELIVRD") as server:
+        settings = settings_for(
+            database_url,
+            smpp_host="127.0.0.1",
+            smpp_port=server.port,
+            smpp_system_id="tidings",
+            smpp_password="secret",
+            smpp_source="Tidings",
+        )
+        async with App.running(settings, migrate_schema=False) as app:
+            transport = app.transports[SMS]
+            message = model.SmsMessage(event_id=5, reference="ev-5", to="+33612345678", text="Hi")
+            outcome = await transport.send(message)
+            assert outcome.kind is model.OutcomeKind.DELIVERED
+            for _ in range(500):
+                async with app.db.connection() as conn:
+                    kept = await store.receipts_for_provider_id(conn, SMS, outcome.provider_id)
+                if kept:
+                    break
+                await asyncio.sleep(0.02)
+    assert [r.state for r in kept] == ["delivered"]
