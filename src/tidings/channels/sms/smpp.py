@@ -27,8 +27,10 @@ other SMPP 3.4 errors (``ESME_RINVDSTADR``,  ``PermanentFailure``
 
 The session is opened on the first ``send`` and then kept bound (``enquire_link`` every
 ``enquire_link_interval`` seconds) so that receipts can arrive; when it drops it is opened again
-at once, and after a failed attempt no sooner than ``reconnect_min`` seconds, doubling up to
-``reconnect_max``. Meanwhile ``send`` fails fast with a ``ConnectionFailure``. Receipts
+at once (unless it lived less than ``reconnect_min`` seconds), and after a failed attempt no
+sooner than ``reconnect_min`` seconds, doubling up to ``reconnect_max``. Meanwhile ``send``
+fails fast with a ``ConnectionFailure``; a ``send`` waiting for a session being opened gives
+up after ``timeout`` seconds. Receipts
 (``deliver_sm`` with a receipt) go to ``on_receipt``; if it raises, the SMSC is told to send
 the receipt again.
 """
@@ -222,7 +224,13 @@ class SmppTransport:
             raise type(self._failure)(self._failure.reply, retry_after=wait or None)
         if self._attempt is None:
             self._attempt = loop.create_future()
-        return await asyncio.shield(self._attempt)
+        try:
+            async with asyncio.timeout(self._config.timeout):
+                return await asyncio.shield(self._attempt)
+        except TimeoutError:
+            raise errors.ConnectionFailure(
+                f"no SMPP session with {self._where} within {self._config.timeout:g} s"
+            ) from None
 
     async def _keep(self) -> None:
         """Open the session, keep it open, open it again when it drops."""
@@ -264,9 +272,14 @@ class SmppTransport:
             backoff = c.reconnect_min
             if not attempt.done():
                 attempt.set_result(opened)
+            opened_at = loop.time()
             await asyncio.shield(opened.closed)
             self._session = None
             await opened.aclose(unbind=False)
+            if loop.time() - opened_at < c.reconnect_min:
+                # An SMSC that binds and then hangs up at once is not bound again in a loop.
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, c.reconnect_max)
 
     async def _delivered(self, deliver: smpp34.DeliverSm) -> None:
         if not receipt.is_receipt(deliver):
