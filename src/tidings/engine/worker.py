@@ -318,6 +318,7 @@ class Worker:
             template_version_id=None if publication is None else publication.version_id,
             delivery=delivery,
             quarantine=quarantine,
+            event=event,
         )
 
     async def _record(self, completions: list[queue.Completion]) -> list[None]:

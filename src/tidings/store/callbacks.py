@@ -1,0 +1,429 @@
+"""Status callbacks: subscriptions, the outbox of callbacks, and the log of attempts.
+
+A callback row is written in the transaction that records an event's final status
+(:func:`status_rows`, one step of ``queue.outcome_steps``) or a delivery receipt
+(:func:`enqueue_status`), one row per matching active subscription: the payload is fixed
+then. The statement itself checks that the event is in the status the payload tells (under
+the same claim), so an outcome the queue's fence refused enqueues nothing, and a final status
+is enqueued once per subscription. The sender claims due rows with a lease as the worker claims
+events (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) and records each attempt.
+
+Payload: ``{"kind", "eventId", "PKey", "type", "status", "reason", "channel", "recipient",
+"finishedAt", ...extra, "deliveries": [...]}``; ``deliveries`` is read in the same statement
+from the delivery log (every attempt, oldest first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from tidings import clock, ids, model
+from tidings.store.database import Connection, Database, Row, sql
+
+if TYPE_CHECKING:
+    from tidings.store import queue
+
+_encode = msgspec.json.Encoder().encode
+S = model.EventStatus
+
+# ---------------------------------------------------------------------------- subscriptions
+
+_SUB_COLUMNS = "id, url, secret, event_types, statuses, active, created_at"
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(part for part in text.split(",") if part)
+
+
+def _subscription(row: Row) -> model.CallbackSubscription:
+    return model.CallbackSubscription(
+        id=int(row[0]),
+        url=row[1],
+        secret=row[2],
+        event_types=_split(row[3]),
+        statuses=_split(row[4]),
+        active=bool(row[5]),
+        created_at=int(row[6]),
+    )
+
+
+INSERT_SUBSCRIPTION = sql(
+    f"""INSERT INTO callback_subscriptions (url, secret, event_types, statuses, active,
+       created_at) VALUES ($1, $2, $3, $4, TRUE, $5) RETURNING {_SUB_COLUMNS}"""
+)
+
+
+async def add_subscription(
+    conn: Connection,
+    url: str,
+    secret: str,
+    *,
+    event_types: Sequence[str] = (),
+    statuses: Sequence[str] = (),
+    now: int,
+) -> model.CallbackSubscription:
+    """Subscribe ``url``; filters are names without commas (checked by the caller)."""
+    row = await conn.fetchrow(
+        INSERT_SUBSCRIPTION, url, secret, ",".join(event_types), ",".join(statuses), now
+    )
+    assert row is not None
+    return _subscription(row)
+
+
+LIST_SUBSCRIPTIONS = sql(
+    f"SELECT {_SUB_COLUMNS} FROM callback_subscriptions WHERE active = TRUE ORDER BY id"
+)
+
+
+async def list_subscriptions(conn: Connection) -> list[model.CallbackSubscription]:
+    """The active subscriptions, oldest first."""
+    return [_subscription(r) for r in await conn.fetch(LIST_SUBSCRIPTIONS)]
+
+
+GET_SUBSCRIPTION = sql(f"SELECT {_SUB_COLUMNS} FROM callback_subscriptions WHERE id = $1")
+
+
+async def get_subscription(conn: Connection, sub_id: int) -> model.CallbackSubscription | None:
+    """One subscription, active or removed."""
+    row = await conn.fetchrow(GET_SUBSCRIPTION, sub_id)
+    return None if row is None else _subscription(row)
+
+
+SUBSCRIPTIONS_BY_IDS = sql(
+    f"SELECT {_SUB_COLUMNS} FROM callback_subscriptions WHERE id = ANY($1::bigint[])",
+    sqlite=f"""SELECT {_SUB_COLUMNS} FROM callback_subscriptions
+       WHERE id IN (SELECT value FROM json_each($1))""",
+)
+
+
+async def subscriptions_by_ids(
+    conn: Connection, sub_ids: Sequence[int]
+) -> dict[int, model.CallbackSubscription]:
+    """The subscriptions with these ids, by id."""
+    rows = await conn.fetch(SUBSCRIPTIONS_BY_IDS, list(sub_ids))
+    return {s.id: s for s in map(_subscription, rows)}
+
+
+DEACTIVATE = sql("UPDATE callback_subscriptions SET active = FALSE WHERE id = $1 AND active")
+FAIL_PENDING = sql(
+    """UPDATE callbacks SET state = 'failed', last_reply = $2
+       WHERE subscription_id = $1 AND state = 'pending'"""
+)
+
+
+async def remove_subscription(conn: Connection, sub_id: int) -> bool:
+    """Deactivate a subscription and give up its pending callbacks; False if it was not
+    active."""
+    if not await conn.execute(DEACTIVATE, sub_id):
+        return False
+    await conn.execute(FAIL_PENDING, sub_id, "subscription removed")
+    return True
+
+
+# ---------------------------------------------------------------------------- enqueueing
+
+_MATCH_LITE = "instr(',' || {column} || ',', ',' || {param} || ',') > 0"
+_MATCH_PG = "strpos(',' || {column} || ',', ',' || {param}::text || ',') > 0"
+_DELIVERIES_LITE = """(SELECT json_group_array(json(item)) FROM (SELECT json_object(
+       'attempt', d.attempt, 'channel', d.channel, 'transport', d.transport,
+       'address', d.address, 'messageId', d.message_id, 'outcome', d.outcome,
+       'reply', d.reply,
+       'at', strftime('%Y-%m-%dT%H:%M:%fZ', d.created_at / 1000000.0, 'unixepoch')) AS item
+       FROM deliveries d WHERE d.event_id = $1 ORDER BY d.id))"""
+_DELIVERIES_PG = """(SELECT COALESCE(json_agg(json_build_object(
+       'attempt', d.attempt, 'channel', d.channel, 'transport', d.transport,
+       'address', d.address, 'messageId', d.message_id, 'outcome', d.outcome,
+       'reply', d.reply,
+       'at', to_char(to_timestamp(d.created_at / 1000000.0) AT TIME ZONE 'UTC',
+                     'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) ORDER BY d.id), '[]'::json)::text
+       FROM deliveries d WHERE d.event_id = $1)"""
+# $1 event id, $2 kind, $3 payload without its deliveries, $4 now, $5 event type, $6 status
+# (matched against the filters), $7 and $8 the event's attempts and status (the fence).
+_ENQUEUE = """INSERT INTO callbacks (subscription_id, event_id, kind, payload, attempts,
+       next_at, last_reply, state, created_at)
+       SELECT s.id, $1, $2, {prefix} || {deliveries} || '}}', 0, $4, '', 'pending', $4
+       FROM callback_subscriptions s
+       WHERE s.active = TRUE
+         AND (s.event_types = '' OR {type_match})
+         AND (s.statuses = '' OR {status_match})
+         AND EXISTS (SELECT 1 FROM events e WHERE e.id = $1 AND e.attempts = $7
+                     AND e.status = $8)
+         AND ($2 <> 'status' OR NOT EXISTS (SELECT 1 FROM callbacks c
+              WHERE c.event_id = $1 AND c.subscription_id = s.id AND c.kind = 'status'))"""
+ENQUEUE = sql(
+    _ENQUEUE.format(
+        prefix="$3::text",
+        deliveries=_DELIVERIES_PG,
+        type_match=_MATCH_PG.format(column="s.event_types", param="$5"),
+        status_match=_MATCH_PG.format(column="s.statuses", param="$6"),
+    ).replace("$2 <> 'status'", "$2::text <> 'status'"),
+    sqlite=_ENQUEUE.format(
+        prefix="$3",
+        deliveries=_DELIVERIES_LITE,
+        type_match=_MATCH_LITE.format(column="s.event_types", param="$5"),
+        status_match=_MATCH_LITE.format(column="s.statuses", param="$6"),
+    ),
+)
+
+
+def payload_head(
+    event: model.Event,
+    *,
+    kind: str,
+    status: str,
+    reason: str | None,
+    channel: model.Channel | None,
+    finished_at: int | None,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """The payload's JSON up to ``"deliveries":`` (the statement appends the list)."""
+    body: dict[str, Any] = {
+        "kind": kind,
+        "eventId": str(event.id),
+        "PKey": str(event.id),
+        "type": event.type,
+        "status": status,
+        "reason": reason,
+        "channel": None if channel is None else str(channel),
+        "recipient": msgspec.to_builtins(event.recipient),
+        "finishedAt": None if finished_at is None else clock.format_iso(finished_at),
+    }
+    if extra:
+        body.update({k: v for k, v in extra.items() if k not in body and k != "deliveries"})
+    return _encode(body)[:-1].decode() + ',"deliveries":'
+
+
+def _row(
+    event: model.Event,
+    *,
+    kind: str,
+    status: str,
+    fence: tuple[int, model.EventStatus],
+    head: str,
+    now: int,
+) -> tuple[Any, ...]:
+    return (ids.to_db(event.id), kind, head, now, event.type, status, fence[0], str(fence[1]))
+
+
+def status_rows(completions: Sequence[queue.Completion]) -> list[tuple[Any, ...]]:
+    """:data:`ENQUEUE` rows for the completions that give an event its final status (for
+    the transaction that records them)."""
+    rows = []
+    for c in completions:
+        event = c.event
+        if event is None or c.status not in model.FINAL_STATUSES:
+            continue
+        channel = c.delivery.channel if c.delivery is not None else event.channel
+        head = payload_head(
+            event,
+            kind="status",
+            status=str(c.status),
+            reason=c.reason,
+            channel=channel,
+            finished_at=c.finished_at,
+        )
+        now = c.finished_at or clock.now_us()
+        rows.append(
+            _row(
+                event,
+                kind="status",
+                status=str(c.status),
+                fence=(c.attempt, c.status),
+                head=head,
+                now=now,
+            )
+        )
+    return rows
+
+
+async def enqueue_status(
+    conn: Connection,
+    event: model.Event,
+    *,
+    status: str | None = None,
+    reason: str | None = None,
+    channel: model.Channel | None = None,
+    kind: str = "status",
+    extra: Mapping[str, Any] | None = None,
+    now: int | None = None,
+) -> int:
+    """Enqueue a callback about ``event`` (as stored now: its attempts and status) to every
+    matching subscription, in the caller's transaction; return how many.
+
+    For a delivery receipt pass ``kind="receipt"``, the receipt's ``status`` (matched against
+    the subscriptions' status filters) and its details in ``extra``. A ``status`` callback is
+    enqueued at most once per subscription and event.
+    """
+    when = clock.now_us() if now is None else now
+    told = str(event.status) if status is None else status
+    head = payload_head(
+        event,
+        kind=kind,
+        status=told,
+        reason=event.reason if reason is None else reason,
+        channel=channel or event.channel,
+        finished_at=event.finished_at,
+        extra=extra,
+    )
+    row = _row(
+        event, kind=kind, status=told, fence=(event.attempts, event.status), head=head, now=when
+    )
+    return await conn.execute(ENQUEUE, *row)
+
+
+# ---------------------------------------------------------------------------- sending
+
+_CB_COLUMNS = (
+    "id, subscription_id, event_id, kind, payload, attempts, next_at, last_reply, state, "
+    "created_at, delivered_at"
+)
+
+
+def _callback(row: Row) -> model.Callback:
+    return model.Callback(
+        id=int(row[0]),
+        subscription_id=int(row[1]),
+        event_id=ids.from_db(row[2]),
+        kind=row[3],
+        payload=row[4],
+        attempts=int(row[5]),
+        next_at=int(row[6]),
+        last_reply=row[7],
+        state=model.CallbackState(row[8]),
+        created_at=int(row[9]),
+        delivered_at=None if row[10] is None else int(row[10]),
+    )
+
+
+CLAIM_DUE = sql(
+    f"""UPDATE callbacks SET attempts = attempts + 1, next_at = $2
+       WHERE id IN (SELECT id FROM callbacks WHERE state = 'pending' AND next_at <= $1
+                    ORDER BY next_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+       RETURNING {_CB_COLUMNS}""",
+    sqlite=f"""UPDATE callbacks SET attempts = attempts + 1, next_at = $2
+       WHERE id IN (SELECT id FROM callbacks WHERE state = 'pending' AND next_at <= $1
+                    ORDER BY next_at LIMIT $3)
+       RETURNING {_CB_COLUMNS}""",
+)
+
+
+async def claim_due(
+    db: Database, *, now: int, lease_until: int, limit: int
+) -> list[model.Callback]:
+    """Take up to ``limit`` due callbacks until ``lease_until`` (one statement, its own
+    transaction); each claim counts an attempt."""
+    rows = await db.write_fetch(CLAIM_DUE, now, lease_until, limit)
+    return sorted(map(_callback, rows), key=lambda c: c.id)
+
+
+RECORD = sql(
+    """UPDATE callbacks SET state = $3, next_at = $4, last_reply = $5, delivered_at = $6
+       WHERE id = $1 AND attempts = $2 AND state = 'pending'"""
+)
+INSERT_ATTEMPT = sql(
+    """INSERT INTO callback_attempts (callback_id, attempt, outcome, reply, duration_us,
+       created_at) VALUES ($1, $2, $3, $4, $5, $6)"""
+)
+
+
+async def record_attempt(
+    conn: Connection,
+    attempt: model.CallbackAttempt,
+    *,
+    state: model.CallbackState,
+    next_at: int,
+) -> bool:
+    """Log one attempt and move its callback on (only under the same claim); False if the
+    claim was lost (the lease ran out and another sender took it)."""
+    delivered = attempt.created_at if state is model.CallbackState.DELIVERED else None
+    changed = await conn.execute(
+        RECORD,
+        attempt.callback_id,
+        attempt.attempt,
+        str(state),
+        next_at,
+        attempt.reply,
+        delivered,
+    )
+    await conn.execute(
+        INSERT_ATTEMPT,
+        attempt.callback_id,
+        attempt.attempt,
+        str(attempt.outcome),
+        attempt.reply,
+        attempt.duration_us,
+        attempt.created_at,
+    )
+    return bool(changed)
+
+
+# ---------------------------------------------------------------------------- the log
+
+LIST_LOG = sql(
+    f"""SELECT {_CB_COLUMNS} FROM callbacks
+       WHERE ($1::bigint IS NULL OR subscription_id = $1)
+         AND ($2::bigint IS NULL OR event_id = $2)
+         AND ($3::text IS NULL OR state = $3)
+         AND ($4::bigint IS NULL OR id < $4)
+       ORDER BY id DESC LIMIT $5""",
+    sqlite=f"""SELECT {_CB_COLUMNS} FROM callbacks
+       WHERE ($1 IS NULL OR subscription_id = $1)
+         AND ($2 IS NULL OR event_id = $2)
+         AND ($3 IS NULL OR state = $3)
+         AND ($4 IS NULL OR id < $4)
+       ORDER BY id DESC LIMIT $5""",
+)
+
+
+async def list_log(
+    conn: Connection,
+    *,
+    subscription_id: int | None = None,
+    event_id: int | None = None,
+    state: model.CallbackState | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[model.Callback]:
+    """Callbacks, newest first, filtered; ``before_id`` pages."""
+    rows = await conn.fetch(
+        LIST_LOG,
+        subscription_id,
+        None if event_id is None else ids.to_db(event_id),
+        None if state is None else str(state),
+        before_id,
+        limit,
+    )
+    return [_callback(r) for r in rows]
+
+
+ATTEMPTS_OF = sql(
+    """SELECT callback_id, attempt, outcome, reply, duration_us, created_at
+       FROM callback_attempts WHERE callback_id = ANY($1::bigint[]) ORDER BY id""",
+    sqlite="""SELECT callback_id, attempt, outcome, reply, duration_us, created_at
+       FROM callback_attempts WHERE callback_id IN (SELECT value FROM json_each($1))
+       ORDER BY id""",
+)
+
+
+async def attempts_of(
+    conn: Connection, callback_ids: Sequence[int]
+) -> dict[int, list[model.CallbackAttempt]]:
+    """The logged attempts of these callbacks, oldest first, by callback id."""
+    found: dict[int, list[model.CallbackAttempt]] = {i: [] for i in callback_ids}
+    if not callback_ids:
+        return found
+    for r in await conn.fetch(ATTEMPTS_OF, list(callback_ids)):
+        found[int(r[0])].append(
+            model.CallbackAttempt(
+                callback_id=int(r[0]),
+                attempt=int(r[1]),
+                outcome=model.OutcomeKind(r[2]),
+                reply=r[3],
+                duration_us=int(r[4]),
+                created_at=int(r[5]),
+            )
+        )
+    return found
