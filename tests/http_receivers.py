@@ -105,12 +105,14 @@ class Receiver:
 
 
 @contextlib.asynccontextmanager
-async def receiver(host: str = "127.0.0.1", **kwargs: Any) -> AsyncIterator[Receiver]:
-    """A receiver listening on ``host`` (``::1`` for IPv6) at a free port."""
+async def receiver(
+    host: str = "127.0.0.1", port: int = 0, **kwargs: Any
+) -> AsyncIterator[Receiver]:
+    """A receiver listening on ``host`` (``::1`` for IPv6) at ``port`` (default a free one)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock.bind((host, port))
     sock.listen(128)
     sock.setblocking(False)
     app = Receiver(host, sock.getsockname()[1], **kwargs)
