@@ -106,9 +106,10 @@ class Receiver:
 
 @contextlib.asynccontextmanager
 async def receiver(
-    host: str = "127.0.0.1", port: int = 0, **kwargs: Any
+    host: str = "127.0.0.1", port: int = 0, tls: tuple[str, str] | None = None, **kwargs: Any
 ) -> AsyncIterator[Receiver]:
-    """A receiver listening on ``host`` (``::1`` for IPv6) at ``port`` (default a free one)."""
+    """A receiver listening on ``host`` (``::1`` for IPv6) at ``port`` (default a free one);
+    with ``tls`` (certificate and key files), over HTTPS."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -117,7 +118,13 @@ async def receiver(
     sock.setblocking(False)
     app = Receiver(host, sock.getsockname()[1], **kwargs)
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2
+        app,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -357,4 +357,5 @@ def webhook_config(settings: Settings) -> webhook.WebhookConfig:
         user_agent=settings.webhook_user_agent,
         pool_size=settings.webhook_pool_size,
         id_header=settings.webhook_id_header,
+        ca_file=settings.webhook_ca_file,
     )

@@ -243,7 +243,12 @@ class Settings:
     )
     webhook_id_header: str = _field(
         "X-Request-Id",
-        "Response header whose value is kept as the provider's id of a delivered webhook.",
+        "Response header whose value becomes the provider id of a delivered webhook.",
+    )
+    webhook_ca_file: str = _field(
+        "",
+        "CA bundle (PEM) to verify HTTPS webhook and callback receivers with; default "
+        "certifi's authorities.",
     )
     callback_max_attempts: int = _field(
         10, "Attempts to send one status callback before it is marked failed."

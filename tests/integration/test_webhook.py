@@ -6,8 +6,10 @@ import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+import trustme
 
 from tests import http_receivers
 from tests.http_receivers import Answer
@@ -304,3 +306,32 @@ async def test_concurrent_sends_share_the_pool(transport: webhook.WebhookTranspo
         outcomes = await asyncio.gather(*(transport.send(message(rx.url)) for _ in range(50)))
     assert {o.kind for o in outcomes} == {model.OutcomeKind.DELIVERED}
     assert len(rx.requests) == 50
+
+
+async def test_https_keeps_the_host_name_for_sni_and_certificate_checks(
+    tmp_path: Path,
+) -> None:
+    """The connection goes to a checked address, yet TLS is negotiated for the URL's host
+    name: the certificate for ``localhost`` verifies, and ``Host`` names it."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    cert_file, key_file, ca_file = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    sender = webhook.WebhookTransport(
+        webhook.WebhookConfig(secret=SECRET, allowed_networks=LOOPBACK, ca_file=str(ca_file))
+    )
+    try:
+        async with http_receivers.receiver(tls=(str(cert_file), str(key_file))) as rx:
+            by_name = await sender.send(message(f"https://localhost:{rx.port}/tls"))
+            by_address = await sender.send(message(f"https://127.0.0.1:{rx.port}/tls"))
+    finally:
+        await sender.aclose()
+    assert by_name.kind is model.OutcomeKind.DELIVERED, by_name.reply
+    [got] = rx.requests
+    assert got.headers["host"] == f"localhost:{rx.port}"
+    signing.verify(SECRET, got.headers["tidings-signature"], got.body, 300)
+    # The certificate names localhost, not 127.0.0.1: verification fails, nothing is sent.
+    assert by_address.kind is model.OutcomeKind.RETRY
+    assert "certificate" in by_address.reply.lower()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import ssl
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -63,6 +64,7 @@ class WebhookConfig(msgspec.Struct, frozen=True):
     user_agent: str = "Tidings-Webhook/1"
     pool_size: int = 32
     id_header: str = "X-Request-Id"
+    ca_file: str = ""
 
 
 class _CheckedBackend(httpcore.AsyncNetworkBackend):
@@ -118,9 +120,13 @@ class _CheckedBackend(httpcore.AsyncNetworkBackend):
 class _Transport(httpx.AsyncHTTPTransport):
     """httpx's transport on a pool whose connections go through :class:`_CheckedBackend`."""
 
-    def __init__(self, policy: destination.Policy, limits: httpx.Limits):
+    def __init__(self, policy: destination.Policy, limits: httpx.Limits, ca_file: str = ""):
         super().__init__(limits=limits, trust_env=False)
-        ssl_context = httpx.create_ssl_context(trust_env=False)
+        ssl_context = (
+            ssl.create_default_context(cafile=ca_file)
+            if ca_file
+            else httpx.create_ssl_context(trust_env=False)
+        )
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
             max_connections=limits.max_connections,
@@ -170,7 +176,7 @@ class WebhookTransport:
             max_connections=config.pool_size, max_keepalive_connections=config.pool_size
         )
         self._client = httpx.AsyncClient(
-            transport=_Transport(self.policy, limits),
+            transport=_Transport(self.policy, limits, config.ca_file),
             timeout=httpx.Timeout(config.total_timeout, connect=config.connect_timeout),
             follow_redirects=False,
             trust_env=False,
