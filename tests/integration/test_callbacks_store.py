@@ -7,7 +7,7 @@ import json
 
 from tests.integration.test_store import NOW, claim, insert, new_event
 from tidings import model
-from tidings.store import callbacks, queue
+from tidings.store import callbacks, queue, retention
 from tidings.store import events as events_store
 from tidings.store.database import Database
 
@@ -230,3 +230,19 @@ async def test_removing_a_subscription_gives_up_its_pending_callbacks(db: Databa
     assert cb.state is State.FAILED
     assert cb.last_reply == "subscription removed"
     assert await callbacks.claim_due(db, now=NOW + 100, lease_until=NOW + 1000, limit=10) == []
+
+
+async def test_retention_purges_callbacks_with_their_events(db: Database) -> None:
+    await subscribe(db)
+    await insert(db, new_event())
+    (claimed,) = await claim(db)
+    await finish(db, claimed)
+    (cb,) = await callbacks.claim_due(db, now=NOW + 100, lease_until=NOW + 1000, limit=10)
+    tried = model.CallbackAttempt(cb.id, 1, model.OutcomeKind.DELIVERED, "200 OK", 1, NOW)
+    async with db.transaction() as conn:
+        await callbacks.record_attempt(conn, tried, state=State.DELIVERED, next_at=NOW)
+    async with db.transaction() as conn:
+        assert await retention.purge_batch(conn, NOW + 1) == 1
+    assert await log(db) == []
+    async with db.connection() as conn:
+        assert await callbacks.attempts_of(conn, [cb.id]) == {cb.id: []}

@@ -427,3 +427,26 @@ async def attempts_of(
             )
         )
     return found
+
+
+# ---------------------------------------------------------------------------- retention
+
+_OF_EVENTS_PG = "event_id = ANY($1::bigint[])"
+_OF_EVENTS_LITE = "event_id IN (SELECT value FROM json_each($1))"
+DELETE_ATTEMPTS_OF_EVENTS = sql(
+    f"DELETE FROM callback_attempts WHERE callback_id IN (SELECT id FROM callbacks WHERE "
+    f"{_OF_EVENTS_PG})",
+    sqlite=f"DELETE FROM callback_attempts WHERE callback_id IN (SELECT id FROM callbacks "
+    f"WHERE {_OF_EVENTS_LITE})",
+)
+DELETE_OF_EVENTS = sql(
+    f"DELETE FROM callbacks WHERE {_OF_EVENTS_PG}",
+    sqlite=f"DELETE FROM callbacks WHERE {_OF_EVENTS_LITE}",
+)
+
+
+async def purge_for_events(conn: Connection, stored_ids: list[int]) -> int:
+    """Delete the callbacks (and their attempts) of events being purged; ``stored_ids`` are
+    the ids as stored. Returns how many callbacks."""
+    await conn.execute(DELETE_ATTEMPTS_OF_EVENTS, stored_ids)
+    return await conn.execute(DELETE_OF_EVENTS, stored_ids)

@@ -1,8 +1,9 @@
 """Retention: purge old events in small batches, keeping daily aggregates of what went.
 
 Events that reached a final status and were received longer ago than the retention age go,
-with their delivery log, outbox messages and bounces, ``batch`` events per transaction (short
-transactions, a pause between them, so claims and ingest commits keep their turn at the
+with their delivery log, outbox messages, bounces and status callbacks, ``batch`` events per
+transaction (short transactions, a pause between them, so claims and ingest commits keep their
+turn at the
 database). In the same transaction as the delete, each batch is counted into ``daily_stats``
 (per UTC day of receipt, event type and final status: events, attempts, and for processed
 events the sum of the times from due to sent). An event is therefore counted exactly once:
@@ -23,6 +24,7 @@ import random
 import msgspec
 
 from tidings import clock, model
+from tidings.store import callbacks as callbacks_store
 from tidings.store.database import Connection, Database, Unavailable, sql
 
 log = logging.getLogger("tidings.retention")
@@ -89,7 +91,8 @@ class Purged(msgspec.Struct, frozen=True):
 
 async def purge_batch(conn: Connection, older_than: int, limit: int = BATCH) -> int | None:
     """Count and delete up to ``limit`` final events received before ``older_than`` (with
-    their deliveries, outbox messages and bounces), in the caller's transaction. Returns how
+    their deliveries, outbox messages, bounces and status callbacks), in the caller's
+    transaction. Returns how
     many, or None if another node holds the purge lock."""
     if not await conn.fetchval(TRY_LOCK):
         return None
@@ -100,6 +103,7 @@ async def purge_batch(conn: Connection, older_than: int, limit: int = BATCH) -> 
     await conn.execute(DELETE_DELIVERIES, doomed)
     await conn.execute(DELETE_OUTBOX, doomed)
     await conn.execute(DELETE_BOUNCES, doomed)
+    await callbacks_store.purge_for_events(conn, doomed)
     return await conn.execute(DELETE_EVENTS, doomed)
 
 
