@@ -1,13 +1,12 @@
 """Retention: purge old events in small batches, keeping daily aggregates of what went.
 
-Events that reached a final status and were received longer ago than the retention age go,
-with their delivery log, outbox messages, bounces and status callbacks, ``batch`` events per
+Events that reached a final status and were received longer ago than the retention age go, with
+their delivery log, outbox messages, bounces and status callbacks, ``batch`` events per
 transaction (short transactions, a pause between them, so claims and ingest commits keep their
-turn at the
-database). In the same transaction as the delete, each batch is counted into ``daily_stats``
-(per UTC day of receipt, event type and final status: events, attempts, and for processed
-events the sum of the times from due to sent). An event is therefore counted exactly once:
-in ``daily_stats`` once purged, in the events table until then; :func:`daily_report` adds
+turn at the database). In the same transaction as the delete, each batch is counted into
+``daily_stats`` (per UTC day of receipt, event type and final status: events, attempts, and for
+processed events the sum of the times from due to sent). An event is therefore counted exactly
+once: in ``daily_stats`` once purged, in the events table until then; :func:`daily_report` adds
 the two. Aggregates are purged in turn after the (longer) report retention age.
 
 Events still queued or paused are kept whatever their age: a purge never takes an event a
