@@ -27,11 +27,13 @@ import time
 from tidings import clock, model
 from tidings.channels import webhook
 from tidings.settings import Settings
+from tidings.store import batching
 from tidings.store import callbacks as store
 from tidings.store.database import Database, Unavailable
 
 log = logging.getLogger("tidings.callbacks")
 State = model.CallbackState
+Result = tuple[model.CallbackAttempt, model.CallbackState, int]
 _LEASE_MARGIN = 30.0
 
 
@@ -79,6 +81,10 @@ class Sender:
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._lease = settings.webhook_timeout + _LEASE_MARGIN
+        # Attempts are written in group commits: one transaction for all that finished meanwhile.
+        self.recorder: batching.GroupCommitter[Result, None] = batching.GroupCommitter(
+            self._record, max_items=500, name="callback-attempts"
+        )
         self.sent = 0
 
     def start(self) -> None:
@@ -102,6 +108,7 @@ class Sender:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self.recorder.aclose()
 
     async def run(self) -> None:
         """Claim and send until stopped."""
@@ -180,8 +187,7 @@ class Sender:
             duration_us=elapsed,
             created_at=now,
         )
-        async with self.db.transaction() as conn:
-            await store.record_attempt(conn, attempt, state=state, next_at=next_at)
+        await self.recorder.submit((attempt, state, next_at))
         self.sent += 1
         level = logging.INFO if state is State.FAILED else logging.DEBUG
         log.log(
@@ -195,6 +201,10 @@ class Sender:
             extra={"event_id": str(callback.event_id)},
         )
         return state
+
+    async def _record(self, results: list[Result]) -> list[None]:
+        await self.db.write_many(store.attempt_steps(results))
+        return [None] * len(results)
 
     def decide(
         self, callback: model.Callback, outcome: model.Outcome, now: int

@@ -246,3 +246,37 @@ async def test_retention_purges_callbacks_with_their_events(db: Database) -> Non
     assert await log(db) == []
     async with db.connection() as conn:
         assert await callbacks.attempts_of(conn, [cb.id]) == {cb.id: []}
+
+
+async def test_after_retries_the_payload_lists_every_delivery(db: Database) -> None:
+    await subscribe(db)
+    e = new_event()
+    await insert(db, e)
+    (first,) = await claim(db)
+    tried = model.Delivery(
+        e.id,
+        1,
+        model.Channel.EMAIL,
+        "smtp",
+        "a@example.com",
+        "m@x",
+        model.OutcomeKind.RETRY,
+        "451 later",
+        10,
+        20,
+        NOW + 1,
+    )
+    retry = queue.Completion(e.id, 1, S.PENDING, NOW, reason="later", delivery=tried, event=first)
+    await db.write_many(queue.outcome_steps([retry]))
+    (second,) = await claim(db, now=NOW + 1)
+    assert second.attempts == 2
+    await finish(db, second)
+    (cb,) = await log(db)
+    listed = json.loads(cb.payload)["deliveries"]
+    assert [(d["attempt"], d["outcome"], d["reply"]) for d in listed] == [
+        (1, "retry", "451 later"),
+        (2, "delivered", "250 ok"),
+    ]
+    # Read back from the log or built from the completion, entries have one shape.
+    assert all(set(d) == set(listed[0]) for d in listed)
+    assert all(d["at"].endswith("Z") and len(d["at"]) == 24 for d in listed)

@@ -9,8 +9,9 @@ is enqueued once per subscription. The sender claims due rows with a lease as th
 events (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) and records each attempt.
 
 Payload: ``{"kind", "eventId", "PKey", "type", "status", "reason", "channel", "recipient",
-"finishedAt", ...extra, "deliveries": [...]}``; ``deliveries`` is read in the same statement
-from the delivery log (every attempt, oldest first).
+"finishedAt", ...extra, "deliveries": [...]}``; ``deliveries`` lists every attempt, oldest
+first: built from the completion on a first attempt, else read in the same statement from the
+delivery log.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from tidings import clock, ids, model
-from tidings.store.database import Connection, Database, Row, sql
+from tidings.store.database import Connection, Database, Query, Row, sql
 
 if TYPE_CHECKING:
     from tidings.store import queue
@@ -140,11 +141,13 @@ _DELIVERIES_PG = """(SELECT COALESCE(json_agg(json_build_object(
        'at', to_char(to_timestamp(d.created_at / 1000000.0) AT TIME ZONE 'UTC',
                      'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) ORDER BY d.id), '[]'::json)::text
        FROM deliveries d WHERE d.event_id = $1)"""
-# $1 event id, $2 kind, $3 payload without its deliveries, $4 now, $5 event type, $6 status
-# (matched against the filters), $7 and $8 the event's attempts and status (the fence).
+# $1 event id, $2 kind, $3 the payload, or its head without the deliveries when $9 is 1 (then
+# the statement reads them from the delivery log), $4 now, $5 event type, $6 status (matched
+# against the filters), $7 and $8 the event's attempts and status (the fence).
 _ENQUEUE = """INSERT INTO callbacks (subscription_id, event_id, kind, payload, attempts,
        next_at, last_reply, state, created_at)
-       SELECT s.id, $1, $2, {prefix} || {deliveries} || '}}', 0, $4, '', 'pending', $4
+       SELECT s.id, $1, $2, {prefix} || CASE WHEN {read} = 1 THEN {deliveries} || '}}'
+         ELSE '' END, 0, $4, '', 'pending', $4
        FROM callback_subscriptions s
        WHERE s.active = TRUE
          AND (s.event_types = '' OR {type_match})
@@ -156,12 +159,14 @@ _ENQUEUE = """INSERT INTO callbacks (subscription_id, event_id, kind, payload, a
 ENQUEUE = sql(
     _ENQUEUE.format(
         prefix="$3::text",
+        read="$9::int",
         deliveries=_DELIVERIES_PG,
         type_match=_MATCH_PG.format(column="s.event_types", param="$5"),
         status_match=_MATCH_PG.format(column="s.statuses", param="$6"),
     ).replace("$2 <> 'status'", "$2::text <> 'status'"),
     sqlite=_ENQUEUE.format(
         prefix="$3",
+        read="$9",
         deliveries=_DELIVERIES_LITE,
         type_match=_MATCH_LITE.format(column="s.event_types", param="$5"),
         status_match=_MATCH_LITE.format(column="s.statuses", param="$6"),
@@ -202,10 +207,34 @@ def _row(
     kind: str,
     status: str,
     fence: tuple[int, model.EventStatus],
-    head: str,
+    payload: str,
+    read_deliveries: bool,
     now: int,
 ) -> tuple[Any, ...]:
-    return (ids.to_db(event.id), kind, head, now, event.type, status, fence[0], str(fence[1]))
+    return (
+        ids.to_db(event.id),
+        kind,
+        payload,
+        now,
+        event.type,
+        status,
+        fence[0],
+        str(fence[1]),
+        1 if read_deliveries else 0,
+    )
+
+
+def _delivery_json(d: model.Delivery) -> dict[str, Any]:
+    return {
+        "attempt": d.attempt,
+        "channel": str(d.channel),
+        "transport": d.transport,
+        "address": d.address,
+        "messageId": d.message_id,
+        "outcome": str(d.outcome),
+        "reply": d.reply,
+        "at": clock.format_iso(d.created_at),
+    }
 
 
 def status_rows(completions: Sequence[queue.Completion]) -> list[tuple[Any, ...]]:
@@ -226,13 +255,20 @@ def status_rows(completions: Sequence[queue.Completion]) -> list[tuple[Any, ...]
             finished_at=c.finished_at,
         )
         now = c.finished_at or clock.now_us()
+        # On a first attempt the delivery log holds at most this completion's delivery: the
+        # payload is complete here, which spares the statement reading the log back.
+        first = c.attempt == 1
+        if first:
+            listed = [] if c.delivery is None else [_delivery_json(c.delivery)]
+            head += _encode(listed).decode() + "}"
         rows.append(
             _row(
                 event,
                 kind="status",
                 status=str(c.status),
                 fence=(c.attempt, c.status),
-                head=head,
+                payload=head,
+                read_deliveries=not first,
                 now=now,
             )
         )
@@ -269,7 +305,13 @@ async def enqueue_status(
         extra=extra,
     )
     row = _row(
-        event, kind=kind, status=told, fence=(event.attempts, event.status), head=head, now=when
+        event,
+        kind=kind,
+        status=told,
+        fence=(event.attempts, event.status),
+        payload=head,
+        read_deliveries=True,
+        now=when,
     )
     return await conn.execute(ENQUEUE, *row)
 
@@ -358,6 +400,31 @@ async def record_attempt(
         attempt.created_at,
     )
     return bool(changed)
+
+
+def attempt_steps(
+    results: Sequence[tuple[model.CallbackAttempt, model.CallbackState, int]],
+) -> list[tuple[Query, list[tuple[Any, ...]]]]:
+    """The statements and rows that record many ``(attempt, state, next_at)`` at once, as
+    :func:`record_attempt` does one (for ``Database.write_many``: one transaction)."""
+    updates = []
+    attempts = []
+    for attempt, state, next_at in results:
+        delivered = attempt.created_at if state is model.CallbackState.DELIVERED else None
+        updates.append(
+            (attempt.callback_id, attempt.attempt, str(state), next_at, attempt.reply, delivered)
+        )
+        attempts.append(
+            (
+                attempt.callback_id,
+                attempt.attempt,
+                str(attempt.outcome),
+                attempt.reply,
+                attempt.duration_us,
+                attempt.created_at,
+            )
+        )
+    return [(RECORD, updates), (INSERT_ATTEMPT, attempts)]
 
 
 # ---------------------------------------------------------------------------- the log

@@ -284,7 +284,7 @@ callbacks = sa.Table(
         sqlite_where=sa.text("state = 'pending'"),
         postgresql_where=sa.text("state = 'pending'"),
     ),
-    sa.Index("ix_callbacks_event_id", "event_id"),
+    sa.Index("ix_callbacks_event_id_subscription_id", "event_id", "subscription_id"),
     sa.Index("ix_callbacks_subscription_id_id", "subscription_id", "id"),
 )
 

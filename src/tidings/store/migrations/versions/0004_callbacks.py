@@ -53,7 +53,9 @@ def upgrade() -> None:
             sqlite_where=sa.text("state = 'pending'"),
             postgresql_where=sa.text("state = 'pending'"),
         )
-        batch_op.create_index("ix_callbacks_event_id", ["event_id"], unique=False)
+        batch_op.create_index(
+            "ix_callbacks_event_id_subscription_id", ["event_id", "subscription_id"], unique=False
+        )
         batch_op.create_index(
             "ix_callbacks_subscription_id_id", ["subscription_id", "id"], unique=False
         )
@@ -78,7 +80,7 @@ def downgrade() -> None:
     op.drop_table("callback_attempts")
     with op.batch_alter_table("callbacks", schema=None) as batch_op:
         batch_op.drop_index("ix_callbacks_subscription_id_id")
-        batch_op.drop_index("ix_callbacks_event_id")
+        batch_op.drop_index("ix_callbacks_event_id_subscription_id")
         batch_op.drop_index("ix_callbacks_due", sqlite_where=sa.text("state = 'pending'"))
     op.drop_table("callbacks")
     op.drop_table("callback_subscriptions")
