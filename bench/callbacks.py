@@ -38,6 +38,7 @@ from tidings.settings import Settings
 from tidings.store import callbacks as callbacks_store
 from tidings.store import database, migrate, queue
 from tidings.store import events as events_store
+from tidings.store import subscriptions as subscriptions_store
 
 S = model.EventStatus
 _gen = ids.IdGenerator(1, 0, ids.clock_ms(), ids.clock_ms() + 10**9)
@@ -145,7 +146,7 @@ async def main_async(args: argparse.Namespace, receiver_url: str) -> dict[str, A
             await best_of(db, 3, record_us_without_step=False, record_us_no_subscription=True)
         )
         async with db.transaction() as conn:
-            await callbacks_store.add_subscription(
+            await subscriptions_store.add_subscription(
                 conn, receiver_url, webhook_bench.SECRET, now=clock.now_us()
             )
         result.update(

@@ -29,6 +29,7 @@ from tidings.channels import webhook
 from tidings.settings import Settings
 from tidings.store import batching
 from tidings.store import callbacks as store
+from tidings.store import subscriptions as subscriptions_store
 from tidings.store.database import Database, Unavailable
 
 log = logging.getLogger("tidings.callbacks")
@@ -139,7 +140,7 @@ class Sender:
         if not claimed:
             return True
         async with self.db.connection() as conn:
-            subscriptions = await store.subscriptions_by_ids(
+            subscriptions = await subscriptions_store.subscriptions_by_ids(
                 conn, sorted({c.subscription_id for c in claimed})
             )
         loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from tidings import clock, model
 from tidings.channels import destination
 from tidings.store import callbacks as store
+from tidings.store import subscriptions as subscriptions_store
 from tidings.store.database import Database
 
 #: Statuses a subscription may filter on: the final ones.
@@ -84,7 +85,7 @@ async def subscribe(
     """Create a subscription (checked by :func:`check`); its secret is in the answer."""
     check(url, policy=policy, secret=secret, event_types=event_types, statuses=statuses)
     async with db.transaction() as conn:
-        return await store.add_subscription(
+        return await subscriptions_store.add_subscription(
             conn,
             url,
             secret or new_secret(),
@@ -97,13 +98,13 @@ async def subscribe(
 async def unsubscribe(db: Database, sub_id: int) -> bool:
     """Remove a subscription (its pending callbacks are given up); False if unknown."""
     async with db.transaction() as conn:
-        return await store.remove_subscription(conn, sub_id)
+        return await subscriptions_store.remove_subscription(conn, sub_id)
 
 
 async def active(db: Database) -> list[model.CallbackSubscription]:
     """The active subscriptions, oldest first."""
     async with db.connection() as conn:
-        return await store.list_subscriptions(conn)
+        return await subscriptions_store.list_subscriptions(conn)
 
 
 async def log(

@@ -7,7 +7,7 @@ import json
 
 from tests.integration.test_store import NOW, claim, insert, new_event
 from tidings import model
-from tidings.store import callbacks, queue, retention
+from tidings.store import callbacks, queue, retention, subscriptions
 from tidings.store import events as events_store
 from tidings.store.database import Database
 
@@ -17,7 +17,7 @@ State = model.CallbackState
 
 async def subscribe(db: Database, url: str = "https://example.com/cb", **filters: list[str]) -> int:
     async with db.transaction() as conn:
-        sub = await callbacks.add_subscription(conn, url, "s3cret", now=NOW, **filters)
+        sub = await subscriptions.add_subscription(conn, url, "s3cret", now=NOW, **filters)
     return sub.id
 
 
@@ -62,19 +62,19 @@ async def test_subscriptions_add_list_remove(db: Database) -> None:
     first = await subscribe(db, event_types=["order", "reset"], statuses=["processed"])
     second = await subscribe(db, "https://example.org/x")
     async with db.connection() as conn:
-        listed = await callbacks.list_subscriptions(conn)
+        listed = await subscriptions.list_subscriptions(conn)
     assert [s.id for s in listed] == [first, second]
     assert listed[0].event_types == ("order", "reset")
     assert listed[0].statuses == ("processed",)
     assert listed[1].event_types == ()
     assert listed[0].secret == "s3cret"
     async with db.transaction() as conn:
-        assert await callbacks.remove_subscription(conn, first)
-        assert not await callbacks.remove_subscription(conn, first)
-        assert not await callbacks.remove_subscription(conn, 999)
+        assert await subscriptions.remove_subscription(conn, first)
+        assert not await subscriptions.remove_subscription(conn, first)
+        assert not await subscriptions.remove_subscription(conn, 999)
     async with db.connection() as conn:
-        assert [s.id for s in await callbacks.list_subscriptions(conn)] == [second]
-        gone = await callbacks.get_subscription(conn, first)
+        assert [s.id for s in await subscriptions.list_subscriptions(conn)] == [second]
+        gone = await subscriptions.get_subscription(conn, first)
     assert gone is not None
     assert not gone.active
 
@@ -86,7 +86,7 @@ async def test_final_status_enqueues_one_callback_per_matching_subscription(db: 
     failures = await subscribe(db, statuses=["deliveryFailed", "tooOld"])
     removed = await subscribe(db)
     async with db.transaction() as conn:
-        await callbacks.remove_subscription(conn, removed)
+        await subscriptions.remove_subscription(conn, removed)
     e = new_event(type_="order")
     await insert(db, e)
     (claimed,) = await claim(db)
@@ -225,7 +225,7 @@ async def test_removing_a_subscription_gives_up_its_pending_callbacks(db: Databa
     (claimed,) = await claim(db)
     await finish(db, claimed)
     async with db.transaction() as conn:
-        await callbacks.remove_subscription(conn, sub)
+        await subscriptions.remove_subscription(conn, sub)
     (cb,) = await log(db)
     assert cb.state is State.FAILED
     assert cb.last_reply == "subscription removed"
