@@ -15,8 +15,19 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from tidings import apikeys, clock, ids, inbound, ingest, metrics, model, ratelimit, receipts
-from tidings.channels import base, failover
+from tidings import (
+    apikeys,
+    callbacks,
+    clock,
+    ids,
+    inbound,
+    ingest,
+    metrics,
+    model,
+    ratelimit,
+    receipts,
+)
+from tidings.channels import base, failover, webhook
 from tidings.channels.email import outbox as outbox_transport
 from tidings.channels.email import smtp
 from tidings.channels.sms import smpp
@@ -62,11 +73,15 @@ class App:
         self.outbox: batching.GroupCommitter[model.OutboxMessage, None] = batching.GroupCommitter(
             self._keep_outbox, max_items=500, name="outbox"
         )
+        # Webhooks need no server: the transport is always there (it also sends callbacks).
+        self.webhook = webhook.WebhookTransport(webhook_config(settings))
         self.transports: dict[model.Channel, base.Transport[Any]] = {
-            model.Channel.EMAIL: self._email_transport()
+            model.Channel.EMAIL: self._email_transport(),
+            model.Channel.WEBHOOK: self.webhook,
         }
         if settings.smpp_host:
             self.transports[model.Channel.SMS] = self._sms_transport()
+        self.callbacks: callbacks.Sender | None = None  # with a worker
         self.worker: worker.Worker | None = None
         self.metrics = metrics.Metrics()
         self.limiter = ratelimit.Limiter.from_settings(settings)
@@ -127,6 +142,8 @@ class App:
                 counters=self.metrics,
             )
             self.worker.start()
+            self.callbacks = callbacks.Sender(self.db, self.webhook, self.settings)
+            self.callbacks.start()
             if self.notifier is not None:
                 self.listener = notify.Listener(self.db.url, self.worker.wake)
                 self.listener.start()
@@ -149,6 +166,8 @@ class App:
             await self.bounce_listener.aclose()
         if self.worker is not None:
             await self.worker.stop()
+        if self.callbacks is not None:
+            await self.callbacks.stop()
         if self.listener is not None:
             await self.listener.aclose()
         await self.ingest.aclose()
@@ -372,3 +391,21 @@ class App:
         self._keys = {
             k: v for k, v in self._keys.items() if v[0] is not None and v[0].prefix != prefix
         }
+
+
+def webhook_config(settings: Settings) -> webhook.WebhookConfig:
+    """The webhook transport's configuration from the settings."""
+    return webhook.WebhookConfig(
+        secret=settings.webhook_secret,
+        connect_timeout=settings.webhook_connect_timeout,
+        total_timeout=settings.webhook_timeout,
+        max_response_bytes=settings.webhook_max_response_bytes,
+        allow_private=settings.webhook_allow_private,
+        allowed_networks=tuple(
+            n.strip() for n in settings.webhook_allowed_networks.split(",") if n.strip()
+        ),
+        user_agent=settings.webhook_user_agent,
+        pool_size=settings.webhook_pool_size,
+        id_header=settings.webhook_id_header,
+        ca_file=settings.webhook_ca_file,
+    )

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tidings import apikeys, clock, ids, ingest, logs, model, quarantine, server
+from tidings import apikeys, clock, ids, ingest, logs, model, quarantine, server, subscriptions
 from tidings.app import App
 from tidings.control import adobe_import, files
 from tidings.control import catalog as control_catalog
@@ -45,6 +45,10 @@ cli.add_typer(quarantine_cli, name="quarantine")
 cli.add_typer(types_cli, name="event-types")
 templates_cli = typer.Typer(help="Templates: import from Adobe Campaign.", no_args_is_help=True)
 cli.add_typer(templates_cli, name="templates")
+callbacks_cli = typer.Typer(
+    help="Status callbacks: subscriptions and the log.", no_args_is_help=True
+)
+cli.add_typer(callbacks_cli, name="callbacks")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -410,6 +414,104 @@ def types_resume(name: str) -> None:
         err.print(f"no event type {name}")
         raise typer.Exit(1) from None
     out.print(f"resumed {name} ({count} paused events back in the queue)")
+
+
+# ---------------------------------------------------------------------------- status callbacks
+
+
+@callbacks_cli.command("add")
+def callbacks_add(
+    url: Annotated[str, typer.Argument(help="Where to POST each event's final status.")],
+    secret: Annotated[
+        str | None, typer.Option(help="Signing secret; default a generated one.")
+    ] = None,
+    event_type: Annotated[
+        list[str] | None, typer.Option(help="Only events of this type (repeatable).")
+    ] = None,
+    status: Annotated[
+        list[str] | None, typer.Option(help="Only this final status (repeatable).")
+    ] = None,
+) -> None:
+    """Subscribe a URL to status callbacks; prints the id and the signing secret."""
+    try:
+        created = _with_app(
+            lambda app: subscriptions.subscribe(
+                app.db,
+                url,
+                policy=app.webhook.policy,
+                secret=secret,
+                event_types=event_type or (),
+                statuses=status or (),
+            )
+        )
+    except subscriptions.InvalidSubscription as exc:
+        err.print(f"[red]{exc.field}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    err.print(f"subscription {created.id} to {created.url}; signing secret, shown only once:")
+    out.print(created.secret)
+
+
+@callbacks_cli.command("list")
+def callbacks_list() -> None:
+    """List the active subscriptions."""
+    found = _with_app(lambda app: subscriptions.active(app.db))
+    table = Table("id", "url", "event types", "statuses", "created")
+    for s in found:
+        table.add_row(
+            str(s.id),
+            s.url,
+            ", ".join(s.event_types) or "all",
+            ", ".join(s.statuses) or "all",
+            clock.format_iso(s.created_at),
+        )
+    out.print(table if found else "no subscriptions")
+
+
+@callbacks_cli.command("remove")
+def callbacks_remove(
+    subscription_id: Annotated[int, typer.Argument(help="The subscription's id.")],
+) -> None:
+    """Remove a subscription; its pending callbacks are given up."""
+    if not _with_app(lambda app: subscriptions.unsubscribe(app.db, subscription_id)):
+        err.print(f"no active subscription {subscription_id}")
+        raise typer.Exit(1)
+    out.print(f"removed subscription {subscription_id}")
+
+
+@callbacks_cli.command("log")
+def callbacks_log(
+    subscription: Annotated[int | None, typer.Option(help="Only this subscription.")] = None,
+    event: Annotated[str | None, typer.Option(help="Only this event id.")] = None,
+    state: Annotated[
+        model.CallbackState | None, typer.Option(help="pending, delivered or failed.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+) -> None:
+    """Show status callbacks and their attempts, newest first."""
+    event_id = None
+    if event is not None:
+        event_id = ids.parse(event)
+        if event_id is None:
+            err.print(f"{event} is not an event id")
+            raise typer.Exit(2)
+    page, tries, _ = _with_app(
+        lambda app: subscriptions.log(
+            app.db, subscription_id=subscription, event_id=event_id, state=state, limit=limit
+        )
+    )
+    table = Table("id", "subscription", "event", "kind", "state", "attempts", "last reply")
+    for c in page:
+        replies = " | ".join(f"{a.attempt}: {a.reply}" for a in tries.get(c.id, []))
+        table.add_row(
+            str(c.id),
+            str(c.subscription_id),
+            str(c.event_id),
+            c.kind,
+            str(c.state),
+            str(c.attempts),
+            replies or c.last_reply,
+        )
+    out.print(table if page else "no callbacks")
 
 
 # ---------------------------------------------------------------------------- templates

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from tidings import ratelimit
-from tidings.channels import failover
+from tidings.channels import destination, failover
 
 
 class SettingsError(ValueError):
@@ -288,6 +288,66 @@ class Settings:
         "(default 7 days); hard bounces quarantine for good.",
     )
 
+    # Webhooks and status callbacks (channels/webhook.py, callbacks.py)
+    webhook_secret: str = _field(
+        "",
+        "Secret that signs every webhook request (`Tidings-Signature` header, HMAC-SHA256 "
+        "over the timestamp and the body); receivers verify with it. Status callbacks are "
+        "signed with their subscription's own secret.",
+    )
+    webhook_connect_timeout: float = _field(
+        5.0, "Seconds to resolve a webhook or callback host and connect to it."
+    )
+    webhook_timeout: float = _field(
+        30.0, "Seconds a webhook or callback request may take in all before it is retried."
+    )
+    webhook_max_response_bytes: int = _field(
+        4096, "How much of a receiver's answer is read and kept (the delivery log's reply)."
+    )
+    webhook_allow_private: bool = _field(
+        False,
+        "Let webhooks and callbacks reach loopback, private, link-local and reserved "
+        "addresses (refused by default, so templates cannot reach into your network).",
+    )
+    webhook_allowed_networks: str = _field(
+        "",
+        "Networks webhooks and callbacks may reach although private (`10.1.0.0/16,::1`); "
+        "checked against every address a host resolves to.",
+    )
+    webhook_user_agent: str = _field(
+        "Tidings-Webhook/1", "`User-Agent` of webhook and callback requests."
+    )
+    webhook_pool_size: int = _field(
+        32, "Most HTTP connections the webhook transport keeps open (per process)."
+    )
+    webhook_id_header: str = _field(
+        "X-Request-Id",
+        "Response header whose value becomes the provider id of a delivered webhook.",
+    )
+    webhook_ca_file: str = _field(
+        "",
+        "CA bundle (PEM) to verify HTTPS webhook and callback receivers with; default "
+        "certifi's authorities.",
+    )
+    callback_max_attempts: int = _field(
+        10, "Attempts to send one status callback before it is marked failed."
+    )
+    callback_max_age: float = _field(
+        86400.0, "How long a status callback is retried, counted from its creation."
+    )
+    callback_retry_base: float = _field(
+        10.0,
+        "First delay before a status callback is tried again; it doubles per attempt, "
+        "with jitter, up to `TIDINGS_CALLBACK_RETRY_MAX` (a `Retry-After` is honoured).",
+    )
+    callback_retry_max: float = _field(
+        3600.0, "Longest delay between two attempts to send a status callback."
+    )
+    callback_poll_interval: float = _field(
+        1.0, "How often the callback sender looks for due status callbacks."
+    )
+    callback_concurrency: int = _field(32, "Most status callbacks one process sends at once.")
+
     @classmethod
     def load(
         cls, env: Mapping[str, str] | None = None, toml_path: str | Path | None = None
@@ -353,6 +413,9 @@ class Settings:
             "soft_bounce_limit",
             "connector_down_after",
             "smpp_window",
+            "webhook_pool_size",
+            "callback_max_attempts",
+            "callback_concurrency",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
@@ -374,6 +437,16 @@ class Settings:
             raise SettingsError("smpp_throughput must be >= 0 and smpp_reconnect_min > 0")
         if len(self.smpp_password) > 8 or len(self.smpp_system_id) > 15:
             raise SettingsError("smpp_password has at most 8 characters, smpp_system_id 15")
+        if min(self.webhook_connect_timeout, self.webhook_timeout) <= 0:
+            raise SettingsError("webhook_connect_timeout and webhook_timeout must be > 0")
+        if min(self.callback_retry_base, self.callback_retry_max, self.callback_max_age) <= 0:
+            raise SettingsError("callback_retry_base, _retry_max and _max_age must be > 0")
+        if self.callback_poll_interval <= 0 or self.webhook_max_response_bytes < 0:
+            raise SettingsError("callback_poll_interval must be > 0, max response bytes >= 0")
+        try:
+            destination.parse_networks(self.webhook_allowed_networks.split(","))
+        except ValueError as exc:
+            raise SettingsError(f"webhook_allowed_networks: {exc}") from None
         if not self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")):
             raise SettingsError("database_url must start with sqlite:// or postgresql://")
 

@@ -5,10 +5,12 @@ peer on loopback (node-smpp SMSC, HTTP/2 push gateways, an HTTP receiver)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import pathlib
 from typing import Any
 
-from tests import smsc
+from tests import http_receivers, smsc
+from tidings import signing
 from tidings.control import files
 
 from .conftest import Live, Serve
@@ -104,3 +106,107 @@ async def test_an_sms_event_without_an_sms_transport_is_a_routing_failure(
         )
         event = await live.wait_status(body["id"], "routingFailed")
         assert event["reason"] == "no transport for the sms channel"
+
+
+# -- webhooks ------------------------------------------------------------------------------------
+
+WEBHOOK_SETTINGS = {"webhook_secret": "s3cret", "webhook_allow_private": True}
+
+
+async def publish_webhook(live: Live, root: pathlib.Path, url: str) -> None:
+    await publish(
+        live,
+        root,
+        "orderShipped",
+        **{
+            "template.toml": f'[webhook]\nurl = "{url}/orders/{{{{ ctx.id }}}}"\n'
+            '[webhook.headers]\nX-Kind = "{{ event.type }}"\n',
+            "webhook.json": '{"order": {{ ctx.id|tojson }}, "who": {{ ctx.name|tojson }}, '
+            '"items": {{ ctx["items"]|tojson }}}',
+        },
+    )
+
+
+async def test_a_webhook_event_is_posted_signed_to_its_url(
+    serve: Serve, tmp_path: pathlib.Path
+) -> None:
+    async with http_receivers.receiver() as hook, serve(**WEBHOOK_SETTINGS) as live:
+        await publish_webhook(live, tmp_path / "t", hook.url)
+        hostile = 'Jo "</script>\\'
+        body = await live.post_event(
+            type="orderShipped",
+            recipient={"externalId": "c-1"},
+            ctx={"id": "A-42", "name": hostile, "items": [{"sku": "J1", "qty": 2}]},
+        )
+        event = await live.wait_status(body["id"], "processed")
+        [request] = hook.requests
+        assert (request.method, request.path) == ("POST", "/orders/A-42")
+        assert request.headers["x-kind"] == "orderShipped"
+        assert json.loads(request.body) == {
+            "order": "A-42",
+            "who": hostile,
+            "items": [{"sku": "J1", "qty": 2}],
+        }
+        signing.verify("s3cret", request.headers["tidings-signature"], request.body)
+        [delivery] = event["deliveries"]
+        assert (delivery["channel"], delivery["outcome"]) == ("webhook", "delivered")
+        assert delivery["address"] == hook.url + "/orders/A-42"
+
+
+async def test_a_webhook_answering_500_is_retried_and_404_fails(
+    serve: Serve, tmp_path: pathlib.Path
+) -> None:
+    script = [http_receivers.Answer(500, b"busy"), http_receivers.Answer(200)]
+    settings = WEBHOOK_SETTINGS | {"retry_base": 0.1, "retry_max": 0.2}
+    async with (
+        http_receivers.receiver(script=script) as hook,
+        serve(**settings) as live,
+    ):
+        await publish_webhook(live, tmp_path / "t", hook.url)
+        ok = await live.post_event(
+            type="orderShipped", recipient={"externalId": "c"}, ctx={"id": "1", "items": []}
+        )
+        event = await live.wait_status(ok["id"], "processed")
+        assert [d["outcome"] for d in event["deliveries"]] == ["retry", "delivered"]
+        assert event["deliveries"][0]["reply"].startswith("500")
+
+        hook.default = http_receivers.Answer(404, b"no such order")
+        gone = await live.post_event(
+            type="orderShipped", recipient={"externalId": "c"}, ctx={"id": "2", "items": []}
+        )
+        event = await live.wait_status(gone["id"], "deliveryFailed")
+        assert event["reason"].startswith("404")
+
+
+async def test_a_webhook_to_loopback_is_refused_unless_allowed(
+    serve: Serve, tmp_path: pathlib.Path
+) -> None:
+    async with http_receivers.receiver() as hook, serve(webhook_secret="s") as live:
+        await publish_webhook(live, tmp_path / "t", hook.url)
+        body = await live.post_event(
+            type="orderShipped", recipient={"externalId": "c"}, ctx={"id": "1", "items": []}
+        )
+        event = await live.wait_status(body["id"], "deliveryFailed")
+        assert "127.0.0.1" in event["reason"]
+        assert hook.requests == []
+
+
+async def test_a_webhook_body_that_does_not_render_to_json_fails_before_sending(
+    serve: Serve, tmp_path: pathlib.Path
+) -> None:
+    async with http_receivers.receiver() as hook, serve(**WEBHOOK_SETTINGS) as live:
+        await publish(
+            live,
+            tmp_path / "t",
+            "orderShipped",
+            **{
+                "template.toml": f'[webhook]\nurl = "{hook.url}/x"\n',
+                "webhook.json": '{"who": {{ ctx.name }}}',
+            },
+        )
+        body = await live.post_event(
+            type="orderShipped", recipient={"externalId": "c"}, ctx={"name": "Jo"}
+        )
+        event = await live.wait_status(body["id"], "deliveryFailed")
+        assert "not JSON" in event["reason"]
+        assert hook.requests == []

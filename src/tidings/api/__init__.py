@@ -8,6 +8,7 @@
 - ``/nl/jsp/...``: Campaign Classic SOAP compatibility (:mod:`.soap`), and
   ``/api/v1/templates/import-adobe`` (:mod:`.adobe_templates`).
 - ``/api/v1/bounces``: bounces in (raw messages) and their list (:mod:`.bounces`).
+- ``/api/v1/callbacks/...``: status-callback subscriptions and their log (:mod:`.callbacks`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tidings.api import (
     adobe,
     adobe_templates,
     bounces,
+    callbacks,
     errors,
     events,
     openapi,
@@ -71,6 +73,7 @@ def create_app(app: App) -> Litestar:
             soap.router(app),
             adobe_templates.router(app),
             bounces.router(app),
+            callbacks.router(app),
         ],
         exception_handlers={
             errors.ApiError: errors.handle_api_error,

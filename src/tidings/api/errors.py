@@ -18,7 +18,9 @@ The body is always JSON::
 415   ``unsupported_media_type`` (send ``application/json``)
 422   ``invalid_field``, ``missing_field``, ``unknown_field``, ``invalid_email``,
       ``invalid_phone``, ``invalid_date``, ``missing_recipient``,
-      ``expiration_before_scheduled``, ``idempotency_key_reused``, ``not_a_bounce``
+      ``expiration_before_scheduled``, ``idempotency_key_reused``, ``not_a_bounce``,
+      ``invalid_url`` (a callback URL that is not http/https, carries credentials or names
+      a refused address)
 429   ``rate_limited`` (the API key is over its rate limit; retry after ``Retry-After``)
 503   ``unavailable`` (the database cannot be reached; retry after ``Retry-After``),
       ``overloaded`` (ingest is shedding load: the queue is too far behind)

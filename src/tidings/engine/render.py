@@ -28,6 +28,8 @@ from typing import Any
 
 import jinja2
 import jinja2.sandbox
+import jinja2.utils
+import markupsafe
 import msgspec
 
 from tidings import clock, model
@@ -122,14 +124,25 @@ class _Environment(jinja2.sandbox.SandboxedEnvironment):
         return super().getattr(obj, attribute)
 
 
+def _tojson(value: Any) -> markupsafe.Markup:
+    """Jinja2's ``tojson`` (``<``, ``>``, ``&`` and ``'`` escaped, so the output is safe in
+    HTML too), with a missing value written as ``null``, as a missing ctx field renders empty
+    elsewhere rather than failing the message."""
+    if isinstance(value, jinja2.Undefined):
+        value = None
+    return jinja2.utils.htmlsafe_json_dumps(value)
+
+
 def _environment(autoescape: bool) -> jinja2.sandbox.SandboxedEnvironment:
-    return _Environment(
+    env = _Environment(
         autoescape=autoescape,
         undefined=jinja2.ChainableUndefined,
         keep_trailing_newline=True,
         auto_reload=False,
         cache_size=0,
     )
+    env.filters["tojson"] = _tojson
+    return env
 
 
 def parse_address(text: str) -> model.EmailAddress:

@@ -229,7 +229,8 @@ class Worker:
             attempt=event.attempts,
             channel=channel,
             transport=outcome.via or transport.name,
-            address=decision.address,
+            # A webhook's address is the URL it rendered to, not its template's.
+            address=message.url if isinstance(message, model.WebhookMessage) else decision.address,
             message_id=(
                 message.reference if isinstance(message, model.SmsMessage) else message.message_id
             ),
@@ -322,6 +323,7 @@ class Worker:
             template_version_id=None if publication is None else publication.version_id,
             delivery=delivery,
             quarantine=quarantine,
+            event=event,
         )
 
     async def _record(self, completions: list[queue.Completion]) -> list[None]:

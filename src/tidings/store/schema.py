@@ -280,3 +280,60 @@ receipts = sa.Table(
     ),
     sa.Index("ix_receipts_event_id", "event_id"),
 )
+
+# -- status callbacks (store/callbacks.py, callbacks.py) ----------------------------------------
+
+#: A client's subscription: each event's final status (and delivery receipts) POSTed to ``url``,
+#: signed with ``secret`` (kept in clear: it is needed to sign). Removing one deactivates it,
+#: so the log keeps naming it.
+callback_subscriptions = sa.Table(
+    "callback_subscriptions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("event_types", sa.Text, nullable=False, comment="comma-separated; empty: all"),
+    sa.Column("statuses", sa.Text, nullable=False, comment="comma-separated; empty: all"),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created_at", BigInt, nullable=False),
+)
+
+#: The outbox of callbacks: one row per (subscription, event, status or receipt), written in
+#: the transaction that records the event's final status, sent and retried by the sender.
+callbacks = sa.Table(
+    "callbacks",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("subscription_id", BigInt, nullable=False),
+    sa.Column("event_id", BigInt, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False, comment="status or receipt"),
+    sa.Column("payload", sa.Text, nullable=False, comment="the JSON body POSTed"),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_at", BigInt, nullable=False, comment="next attempt, or lease end"),
+    sa.Column("last_reply", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False, comment="pending, delivered or failed"),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.Column("delivered_at", BigInt, nullable=True),
+    sa.Index(
+        "ix_callbacks_due",
+        "next_at",
+        sqlite_where=sa.text("state = 'pending'"),
+        postgresql_where=sa.text("state = 'pending'"),
+    ),
+    sa.Index("ix_callbacks_event_id_subscription_id", "event_id", "subscription_id"),
+    sa.Index("ix_callbacks_subscription_id_id", "subscription_id", "id"),
+)
+
+#: Every attempt to send a callback: the log.
+callback_attempts = sa.Table(
+    "callback_attempts",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("callback_id", BigInt, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False, comment="delivered, retry or failed"),
+    sa.Column("reply", sa.Text, nullable=False),
+    sa.Column("duration_us", BigInt, nullable=False),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.Index("ix_callback_attempts_callback_id", "callback_id"),
+)
