@@ -14,6 +14,8 @@ from msgspec import Meta
 from tidings import clock, ingest, model
 from tidings.store import events as events_store
 
+_issues_decoder = msgspec.json.Decoder(list[str])
+
 Priority = Annotated[int, Meta(ge=0, le=9, description="0-9, 9 first; default 5")]
 DateText = Annotated[
     str,
@@ -138,6 +140,8 @@ class EventDetail(EventOut):
     """An event with its delivery log."""
 
     deliveries: list[DeliveryOut] = []
+    #: What did not fit the event type's ctx schema (lenient validation let it through).
+    ctxIssues: list[str] = []
 
 
 class EventPage(msgspec.Struct):
@@ -258,4 +262,5 @@ def event_detail(event: model.Event, deliveries: list[model.Delivery]) -> EventD
             )
             for d in deliveries
         ],
+        ctxIssues=_issues_decoder.decode(event.ctx_issues) if event.ctx_issues else [],
     )
