@@ -4,7 +4,8 @@
 it as :mod:`tidings.control.bundle` says (blocks resolved and frozen, MJML compiled, CSS
 inlined, text generated, every language variant), and routes the event type's channel to
 the resulting immutable, content-hashed :class:`~tidings.control.bundle.Bundle`, writing a
-``publication_audit`` row in the same transaction. Publishing an older version is the
+``publication_audit`` row in the same transaction (publishing the bundle already routed to
+changes nothing and logs nothing). Publishing an older version is the
 rollback; :func:`unpublish` stops routing (events arriving afterwards end
 ``routingFailed``).
 
@@ -158,9 +159,10 @@ async def publish(
         publication_id, digest, changed = await design.publish_bundle(
             conn, event_type, channel, row.id, _encode(frozen.content), _encode(frozen), actor, now
         )
-        await design.add_audit(
-            conn, event_type, channel, "publish", number, publication_id, digest, actor, now
-        )
+        if changed:
+            await design.add_audit(
+                conn, event_type, channel, "publish", number, publication_id, digest, actor, now
+            )
     return Published(
         event_type, channel, number, publication_id, digest, changed, frozen.blocks, issues
     )
