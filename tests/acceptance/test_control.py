@@ -164,7 +164,8 @@ async def test_bad_event_type_definitions_are_refused_and_change_nothing(live: L
         "unknown_event_type",
     )
     names = [t["name"] for t in (await live.client.get("/api/v1/event-types")).json()]
-    assert "other" not in names and "nope" not in names
+    assert "other" not in names
+    assert "nope" not in names
 
 
 async def test_delete_is_refused_while_events_are_queued(live: Live) -> None:
@@ -537,14 +538,15 @@ async def test_preview_per_channel_with_a_test_profile(live: Live) -> None:
     ).status_code == 204
 
 
-# ------------------------------------------------------------------ blocks, languages, MJML, publishing
+# ------------------------------------------------------------------ blocks, languages, MJML
+FOOTER = "<mj-section><mj-column><mj-text>{text}</mj-text></mj-column></mj-section>"
+
+
 async def test_publishing_compiles_mjml_inlines_css_and_freezes_blocks(live: Live) -> None:
     await create_type(live, languageField="ctx.language", fallbackLanguage="en")
     block = await live.client.put(
         "/api/v1/blocks/footer",
-        json={
-            "source": "<mj-section><mj-column><mj-text>Shop Ltd, {{ ctx.firstName }}</mj-text></mj-column></mj-section>"
-        },
+        json={"source": FOOTER.format(text="Shop Ltd, {{ ctx.firstName }}")},
     )
     assert block.status_code == 200, block.text
     assert block.json()["number"] == 1
@@ -566,7 +568,8 @@ async def test_publishing_compiles_mjml_inlines_css_and_freezes_blocks(live: Liv
     assert len(result["contentHash"]) == 64
     bundle = (await live.client.get("/api/v1/templates/orderConfirmation/email/publication")).json()
     html = bundle["content"]["html"]
-    assert "<mjml" not in html and "<mj-" not in html
+    assert "<mjml" not in html
+    assert "<mj-" not in html
     assert "color: #c00" in html  # CSS inlined
     assert "Shop Ltd, {{ ctx.firstName }}" in html  # the block's text, frozen
     assert "Hello {{ ctx.firstName }}" in bundle["content"]["text"]
@@ -576,9 +579,7 @@ async def test_publishing_compiles_mjml_inlines_css_and_freezes_blocks(live: Liv
     # A later block change reaches messages only when published again.
     await live.client.put(
         "/api/v1/blocks/footer",
-        json={
-            "source": "<mj-section><mj-column><mj-text>New Ltd</mj-text></mj-column></mj-section>"
-        },
+        json={"source": FOOTER.format(text="New Ltd")},
     )
     bundle = (await live.client.get("/api/v1/templates/orderConfirmation/email/publication")).json()
     assert "Shop Ltd" in bundle["content"]["html"]
@@ -620,7 +621,8 @@ async def test_publish_rollback_unpublish_and_the_audit_log(live: Live) -> None:
     one = (await live.client.post(f"{base}/versions/{first}/publish")).json()
     two = (await live.client.post(f"{base}/versions/{second}/publish")).json()
     again = (await live.client.post(f"{base}/versions/{second}/publish")).json()
-    assert again["publicationId"] == two["publicationId"] and again["changed"] is False
+    assert again["publicationId"] == two["publicationId"]
+    assert again["changed"] is False
     event = await live.post_event(
         type="orderConfirmation", recipient={"email": "a@example.com"}, ctx=good_ctx()
     )
