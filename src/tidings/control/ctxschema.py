@@ -20,7 +20,6 @@ from __future__ import annotations
 import enum
 import math
 import re
-import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ from tidings import clock
 from tidings.control import errors
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_URL = re.compile(r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#@]+(?:[/?#]\S*)?$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(?:\.[^@\s.]+)+$")
 MAX_DEPTH = 4
 MAX_FIELDS = 500
@@ -93,13 +93,8 @@ def _is_email(value: Any, lax: bool) -> bool:
 
 
 def _is_url(value: Any, lax: bool) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        parts = urllib.parse.urlsplit(value)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    # A regex, not urllib.parse.urlsplit: a third of the cost on the ingest path.
+    return isinstance(value, str) and bool(_URL.match(value))
 
 
 def _is_string(value: Any, lax: bool) -> bool:
