@@ -165,16 +165,22 @@ class _Variables:
                 is_collection = False
                 path += f"[{step}]"
                 continue
-            found = level.get(step)
+            found = None if is_collection else level.get(step)
+            where = path
             path += f".{step}"
             if found is None:
+                message = (
+                    f"{where} is a collection: loop over it or index it ({where}[0].{step})"
+                    if is_collection
+                    else f"{path} is not in the event type's ctx schema"
+                )
                 if path not in self.seen:
                     self.seen.add(path)
                     self.issues.append(
                         Issue(
                             "error",
                             "unknown_variable",
-                            f"{path} is not in the event type's ctx schema",
+                            message,
                             self.field,
                             node.lineno,
                             self.column(node.lineno, path.split("[")[0]),
