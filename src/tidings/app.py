@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from tidings import apikeys, clock, ids, inbound, ingest, metrics, model, ratelimit
-from tidings.channels import base
+from tidings.channels import base, failover
 from tidings.channels.email import outbox as outbox_transport
 from tidings.channels.email import smtp
 from tidings.control import ctxschema, eventtypes
@@ -58,6 +58,7 @@ class App:
         self.renderer = render.Renderer(
             default_sender=settings.default_sender,
             message_id_domain=settings.message_id_domain,
+            bounce_address=settings.bounce_address,
         )
         self.outbox: batching.GroupCommitter[model.OutboxMessage, None] = batching.GroupCommitter(
             self._keep_outbox, max_items=500, name="outbox"
@@ -277,20 +278,30 @@ class App:
         s = self.settings
         if not s.uses_smtp:
             return outbox_transport.OutboxTransport(self.outbox.submit)
-        return smtp.SMTPTransport(
-            smtp.SMTPConfig(
-                host=s.smtp_host,
-                port=s.effective_smtp_port,
-                tls=s.smtp_tls,
-                tls_verify=s.smtp_tls_verify,
-                ca_file=s.smtp_ca_file,
-                username=s.smtp_username,
-                password=s.smtp_password,
-                pool_size=s.smtp_pool_size,
-                timeout=s.smtp_timeout,
-                pipelining=s.smtp_pipelining,
-                helo_name=s.smtp_helo_name,
+        relays = [
+            smtp.SMTPTransport(
+                smtp.SMTPConfig(
+                    host=host,
+                    port=port,
+                    tls=s.smtp_tls,
+                    tls_verify=s.smtp_tls_verify,
+                    ca_file=s.smtp_ca_file,
+                    username=s.smtp_username,
+                    password=s.smtp_password,
+                    pool_size=s.smtp_pool_size,
+                    timeout=s.smtp_timeout,
+                    pipelining=s.smtp_pipelining,
+                    helo_name=s.smtp_helo_name,
+                )
             )
+            for host, port in s.smtp_relays
+        ]
+        if len(relays) == 1 and s.smtp_rate_limit == 0:
+            return relays[0]
+        return failover.FailoverTransport(
+            relays,
+            s.failover_policy(s.smtp_rate_limit, s.smtp_rate_burst),
+            names=[f"smtp {host}:{port}" for host, port in s.smtp_relays],
         )
 
     async def _keep_outbox(self, messages: list[model.OutboxMessage]) -> list[None]:

@@ -163,6 +163,7 @@ class EmailMessage(msgspec.Struct, frozen=True):
     text: str
     reply_to: EmailAddress | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    return_path: str = ""  # the envelope sender (MAIL FROM); empty: the sender's address
 
 
 class PushPlatform(enum.StrEnum):
@@ -217,7 +218,9 @@ class Outcome(msgspec.Struct, frozen=True):
 
     ``reply`` is the remote side's words (an SMTP reply line, an HTTP status and body);
     ``retry_after`` is a delay in seconds the remote side asked for, if any; ``quarantine``
-    says the address is permanently bad and should not be tried again.
+    says the address is permanently bad and should not be tried again; ``unreachable`` says
+    the connector could not talk to its server at all (a failover group then tries the next
+    one); ``via`` names the connector that answered, when a group chose among several.
     """
 
     kind: OutcomeKind
@@ -225,6 +228,8 @@ class Outcome(msgspec.Struct, frozen=True):
     provider_id: str = ""
     retry_after: float | None = None
     quarantine: bool = False
+    unreachable: bool = False
+    via: str = ""
 
 
 class EmailContent(msgspec.Struct, frozen=True, tag="email"):

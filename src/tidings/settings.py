@@ -16,10 +16,17 @@ from pathlib import Path
 from typing import Any, Self
 
 from tidings import ratelimit
+from tidings.channels import failover
 
 
 class SettingsError(ValueError):
     """A setting has a value Tidings cannot use; the message names the setting."""
+
+
+def _port(text: str, entry: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise SettingsError(f"smtp_host: {entry!r} has no valid port")
+    return int(text)
 
 
 def _field(default: Any, help: str) -> Any:
@@ -99,8 +106,14 @@ class Settings:
     message_id_domain: str = _field(
         "", "Domain part of generated Message-IDs; default each message's sender's domain."
     )
-    smtp_host: str = _field("", "SMTP relay host name or address.")
-    smtp_port: int = _field(0, "SMTP port; default 465 for `implicit` TLS, else 25.")
+    smtp_host: str = _field(
+        "",
+        "SMTP relay host name or address; several relays in priority order as "
+        "`host[:port],host[:port]` (the next takes the traffic while one is down).",
+    )
+    smtp_port: int = _field(
+        0, "SMTP port (where `smtp_host` names none); default 465 for `implicit` TLS, else 25."
+    )
     smtp_tls: str = _field(
         "opportunistic",
         "`none`, `opportunistic` (STARTTLS when offered), `starttls` (required) "
@@ -116,6 +129,23 @@ class Settings:
         True, "Pipeline SMTP commands (RFC 2920) when the server offers PIPELINING."
     )
     smtp_helo_name: str = _field("", "Name sent in EHLO; default this machine's FQDN.")
+    smtp_rate_limit: float = _field(
+        0.0, "Most messages a second to each SMTP relay (0: no limit); bursts wait their turn."
+    )
+    smtp_rate_burst: float = _field(
+        0.0, "Messages an SMTP relay may take at once under its rate limit; default one second's."
+    )
+
+    # Failover (channels/failover.py), for channels with several connectors
+    connector_down_after: int = _field(
+        2, "Connection failures in a row after which a connector is marked down."
+    )
+    connector_down_for: float = _field(
+        30.0, "How long a connector marked down gets no traffic before it is tried again."
+    )
+    connector_max_wait: float = _field(
+        5.0, "Longest a message waits for a rate-limited connector before trying the next."
+    )
 
     # Housekeeping
     idempotency_ttl: float = _field(86400.0, "How long an `Idempotency-Key` is remembered.")
@@ -183,6 +213,13 @@ class Settings:
     )
 
     # Bounces (bounces.py, inbound.py)
+    bounce_address: str = _field(
+        "",
+        "Envelope sender (Return-Path) of every email, as `bounces@mail.example.com`: each "
+        "message goes out from `bounces+<event id>@mail.example.com` (VERP), so a bounce names "
+        "its event even when it quotes nothing of the message. Point that domain's MX at the "
+        "bounce listener. Empty: the template's sender.",
+    )
     bounce_smtp_port: int = _field(
         0,
         "Port of the inbound SMTP listener that takes bounces (delivery status notifications) "
@@ -271,13 +308,24 @@ class Settings:
             "retention_batch",
             "bounce_max_bytes",
             "soft_bounce_limit",
+            "connector_down_after",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
+        if self.bounce_address and (
+            self.bounce_address.count("@") != 1 or self.bounce_address.startswith("@")
+        ):
+            raise SettingsError("bounce_address must be an address: `bounces@example.com`")
         if not 0 <= self.bounce_smtp_port <= 65535:
             raise SettingsError("bounce_smtp_port must be between 0 and 65535")
         if self.soft_bounce_window <= 0 or self.soft_bounce_quarantine <= 0:
             raise SettingsError("soft_bounce_window and soft_bounce_quarantine must be > 0")
+        for name in ("smtp_rate_limit", "smtp_rate_burst", "connector_down_for"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name} must be >= 0")
+        if self.connector_max_wait < 0:
+            raise SettingsError("connector_max_wait must be >= 0")
+        self.smtp_relays  # noqa: B018 (parses smtp_host, raising for a bad port)
         if not self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")):
             raise SettingsError("database_url must start with sqlite:// or postgresql://")
 
@@ -297,6 +345,35 @@ class Settings:
     def effective_smtp_port(self) -> int:
         """The SMTP port, defaulted from the TLS mode."""
         return self.smtp_port or (465 if self.smtp_tls == "implicit" else 25)
+
+    @property
+    def smtp_relays(self) -> list[tuple[str, int]]:
+        """``smtp_host`` as (host, port) pairs, in priority order."""
+        relays = []
+        for raw in self.smtp_host.split(","):
+            entry = raw.strip()
+            if not entry:
+                continue
+            host, port = entry, self.effective_smtp_port
+            if entry.startswith("["):  # [IPv6]:port
+                host, _, rest = entry[1:].partition("]")
+                if rest.startswith(":"):
+                    port = _port(rest[1:], entry)
+            elif entry.count(":") == 1:
+                host, _, port_text = entry.partition(":")
+                port = _port(port_text, entry)
+            relays.append((host, port))
+        return relays
+
+    def failover_policy(self, rate: float = 0.0, burst: float = 0.0) -> failover.Policy:
+        """The failover and rate-limit policy for one channel's connectors."""
+        return failover.Policy(
+            down_after=self.connector_down_after,
+            down_for=self.connector_down_for,
+            rate=rate,
+            burst=burst or max(rate, 1.0),
+            max_wait=self.connector_max_wait,
+        )
 
 
 def describe() -> list[tuple[str, str, str]]:

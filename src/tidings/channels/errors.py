@@ -49,7 +49,10 @@ def outcome_for(error: DeliveryError) -> model.Outcome:
     """The outcome a transport reports for ``error``."""
     if isinstance(error, TemporaryFailure):
         return model.Outcome(
-            model.OutcomeKind.RETRY, reply=error.reply, retry_after=error.retry_after
+            model.OutcomeKind.RETRY,
+            reply=error.reply,
+            retry_after=error.retry_after,
+            unreachable=isinstance(error, ConnectionFailure),
         )
     return model.Outcome(
         model.OutcomeKind.FAILED,

@@ -228,7 +228,7 @@ class Worker:
             event_id=event.id,
             attempt=event.attempts,
             channel=channel,
-            transport=transport.name,
+            transport=outcome.via or transport.name,
             address=decision.address,
             message_id=(
                 message.reference if isinstance(message, model.SmsMessage) else message.message_id
@@ -244,7 +244,7 @@ class Worker:
                 channel=channel,
                 address=decision.address,
                 reason=outcome.reply,
-                source=transport.name,
+                source=outcome.via or transport.name,
                 created_at=now,
                 event_id=event.id,
             )
