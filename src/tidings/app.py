@@ -31,12 +31,14 @@ from tidings.channels import base, failover, webhook
 from tidings.channels.email import outbox as outbox_transport
 from tidings.channels.email import smtp
 from tidings.channels.sms import smpp
+from tidings.control import ctxschema, eventtypes
 from tidings.engine import render, route, worker
 from tidings.settings import Settings
 from tidings.store import (
     batching,
     catalog,
     database,
+    design,
     keys,
     migrate,
     nodes,
@@ -91,12 +93,15 @@ class App:
             db,
             self.ids,
             routing=self.routing,
+            checkers=self.ctx_checkers,
             on_commit=self._on_commit,
             on_written=self._count_written,
             max_rows=settings.commit_max_rows,
             max_delay=settings.commit_max_delay,
         )
         self._routing = route.Routing.build(-1, (), ())
+        self._specs: dict[str, eventtypes.CompiledSpec] = {}
+        self._ctx_checkers: dict[str, ctxschema.Checker] = {}
         self._routing_checked = 0.0
         self._routing_refresh: asyncio.Task[None] | None = None
         self._keys: dict[str, tuple[model.ApiKey | None, float]] = {}
@@ -234,11 +239,21 @@ class App:
         try:
             async with self.db.connection() as conn:
                 self._routing = route.Routing.build(*await catalog.load_routing(conn))
+                specs = await design.list_specs(conn)
+            self._specs = eventtypes.compile_specs(specs, self._specs)
+            self._ctx_checkers = {
+                n: c.checker for n, c in self._specs.items() if c.checker is not None
+            }
             self._routing_checked = time.monotonic()
         except database.Unavailable as exc:
             log.warning("cannot refresh routing: %s", exc)
         if self.worker is not None:
             self.worker.wake()
+
+    def ctx_checkers(self) -> dict[str, ctxschema.Checker]:
+        """The compiled ctx schemas ingest validates with (reloaded with routing, each
+        compiled once per spec)."""
+        return self._ctx_checkers
 
     # ---------------------------------------------------------------- operations
 

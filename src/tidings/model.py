@@ -124,6 +124,7 @@ class Event(msgspec.Struct, frozen=True):
     publication_id: int | None = None
     template_version_id: int | None = None
     reason: str | None = None
+    ctx_issues: str | None = None
 
 
 class Delivery(msgspec.Struct, frozen=True):

@@ -26,13 +26,16 @@ from tidings.api import (
     bounces,
     callbacks,
     errors,
+    event_types,
     events,
     openapi,
     ops,
     soap,
+    templates,
 )
 from tidings.api.fast import FastIntake
 from tidings.app import App
+from tidings.control import errors as control_errors
 from tidings.store.database import Unavailable
 
 
@@ -74,9 +77,12 @@ def create_app(app: App) -> Litestar:
             adobe_templates.router(app),
             bounces.router(app),
             callbacks.router(app),
+            event_types.router(app),
+            templates.router(app),
         ],
         exception_handlers={
             errors.ApiError: errors.handle_api_error,
+            control_errors.ControlError: errors.handle_control,
             ratelimit.Limited: errors.handle_rate_limited,
             Unavailable: errors.handle_unavailable,
             HTTPException: errors.handle_http,

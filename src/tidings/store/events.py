@@ -37,6 +37,8 @@ class NewEvent(msgspec.Struct, frozen=True, array_like=True):
     scheduled_at: int | None
     expires_at: int | None
     due_at: int
+    #: JSON list of ctx mismatches a lenient event type let through.
+    ctx_issues: str | None = None
 
     def row(self) -> tuple[Any, ...]:
         """The INSERT parameters."""
@@ -57,6 +59,7 @@ class NewEvent(msgspec.Struct, frozen=True, array_like=True):
             self.expires_at,
             self.due_at,
             0,
+            self.ctx_issues,
         )
 
 
@@ -90,13 +93,15 @@ def event_from_row(row: Row) -> model.Event:
         publication_id=row[19],
         template_version_id=row[20],
         reason=row[21],
+        ctx_issues=row[22] if len(row) > 22 else None,
     )
 
 
 INSERT_EVENT = sql(
     """INSERT INTO events (id, type, channel, email, mobile_phone, push_token, external_id,
-       ctx, priority, status, source, received_at, scheduled_at, expires_at, due_at, attempts)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"""
+       ctx, priority, status, source, received_at, scheduled_at, expires_at, due_at, attempts,
+       ctx_issues)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"""
 )
 
 
@@ -110,7 +115,9 @@ def insert_step(events: Sequence[NewEvent]) -> tuple[Query, list[tuple[Any, ...]
     return INSERT_EVENT, [e.row() for e in events]
 
 
-GET_EVENT = sql(f"SELECT {COLUMNS} FROM events WHERE id = $1")
+#: The queue claims :data:`COLUMNS`; one event's view adds what only the API shows.
+DETAIL_COLUMNS = COLUMNS + ", ctx_issues"
+GET_EVENT = sql(f"SELECT {DETAIL_COLUMNS} FROM events WHERE id = $1")
 
 
 async def get_event(conn: Connection, event_id: int) -> model.Event | None:
