@@ -17,9 +17,12 @@ import pytest
 import trustme
 
 from tests import push_servers
+from tests.conftest import test_settings as settings_for
 from tests.push_servers import Answer, ApnsServer, FcmServer
 from tidings import model
+from tidings.app import App
 from tidings.channels.push import apns, fcm, router
+from tidings.settings import SettingsError
 
 DELIVERED = model.OutcomeKind.DELIVERED
 RETRY = model.OutcomeKind.RETRY
@@ -700,3 +703,53 @@ async def test_router_sends_each_platform_to_its_gateway(ca: trustme.CA, clock: 
     assert len(sends(google)) == 1
     assert (nowhere.kind, nowhere.quarantine) == (FAILED, False)
     assert nowhere.reply == "no push gateway is configured for fcm"
+
+
+# -------------------------------------------------------------------------------- app wiring
+
+
+async def test_app_routes_push_to_the_configured_gateways(
+    ca: trustme.CA, clock: Clock, sqlite_url: str
+) -> None:
+    pem, public = push_servers.apns_key()
+    apple = ApnsServer(public, key_id=KEY_ID, team_id=TEAM_ID, topic=TOPIC)
+    google = FcmServer()
+    async with (
+        push_servers.serving(apple, ca) as apns_at,
+        push_servers.serving(google, ca) as fcm_at,
+    ):
+        account, account_key = push_servers.service_account(f"{fcm_at.url}/token")
+        google.trust(account, account_key)
+        settings = settings_for(
+            sqlite_url,
+            apns_key=pem,
+            apns_key_id=KEY_ID,
+            apns_team_id=TEAM_ID,
+            apns_topic=TOPIC,
+            apns_endpoint=apns_at.url,
+            apns_ca_file=apns_at.ca_file,
+            fcm_service_account=account,
+            fcm_endpoint=fcm_at.url,
+            fcm_ca_file=fcm_at.ca_file,
+        )
+        async with App.running(settings, run_worker=False, migrate_schema=False) as app:
+            transport = app.transports[model.Channel.PUSH]
+            to_apple = await transport.send(push())
+            to_google = await transport.send(push(token="t", platform=model.PushPlatform.FCM))
+    assert (to_apple.kind, to_google.kind) == (DELIVERED, DELIVERED)
+    assert len(apple.requests) == 1
+    assert len(sends(google)) == 1
+
+
+async def test_app_without_push_settings_has_no_push_transport(sqlite_url: str) -> None:
+    async with App.running(settings_for(sqlite_url), run_worker=False, migrate_schema=False) as app:
+        assert model.Channel.PUSH not in app.transports
+
+
+async def test_app_refuses_an_unusable_push_key(sqlite_url: str) -> None:
+    settings = settings_for(
+        sqlite_url, apns_key="garbage", apns_key_id=KEY_ID, apns_team_id=TEAM_ID, apns_topic=TOPIC
+    )
+    with pytest.raises(SettingsError, match="APNs key is not a PEM private key"):
+        async with App.running(settings, run_worker=False, migrate_schema=False):
+            pass
