@@ -452,8 +452,9 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any, ca: trustme.CA) -> AsyncIterator[Served]:
-    """Serve ``app`` with hypercorn over TLS (ALPN h2, http/1.1) on 127.0.0.1:<free port>."""
+async def serving(app: Any, ca: trustme.CA, *, max_requests: int = 10**9) -> AsyncIterator[Served]:
+    """Serve ``app`` with hypercorn over TLS (ALPN h2, http/1.1) on 127.0.0.1:<free port>;
+    a connection is closed (HTTP/2 GOAWAY) when it brings more than ``max_requests``."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         leaf = ca.issue_cert("127.0.0.1", "localhost")
@@ -474,6 +475,7 @@ async def serving(app: Any, ca: trustme.CA) -> AsyncIterator[Served]:
         config.accesslog = None
         config.errorlog = None
         config.h2_max_concurrent_streams = 1000
+        config.keep_alive_max_requests = max_requests
         stop = asyncio.Event()
         task = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
         try:

@@ -79,13 +79,14 @@ async def apns_gateway(
     *,
     server_clock: Clock | None = None,
     key: str = "",
+    max_requests: int = 10**9,
     **options: Any,
 ) -> AsyncIterator[tuple[ApnsServer, apns.ApnsTransport]]:
     pem, public = push_servers.apns_key()
     server = ApnsServer(
         public, key_id=KEY_ID, team_id=TEAM_ID, topic=TOPIC, clock=server_clock or clock
     )
-    async with push_servers.serving(server, ca) as served:
+    async with push_servers.serving(server, ca, max_requests=max_requests) as served:
         settings: dict[str, Any] = {
             "key_id": KEY_ID,
             "team_id": TEAM_ID,
@@ -208,6 +209,19 @@ async def test_apns_many_notifications_share_one_connection_and_token(
     assert {r.http_version for r in server.requests} == {"2"}
     assert len(server.provider_tokens) == 1
     assert transport.tokens.signed == 1
+
+
+async def test_apns_requests_cut_off_by_a_goaway_go_again_on_a_new_connection(
+    ca: trustme.CA, clock: Clock
+) -> None:
+    # At most 20 in flight when the server closes the connection after 50 requests, so what
+    # is cut off fits on a second connection.
+    async with apns_gateway(ca, clock, max_requests=50, concurrency=20) as (server, transport):
+        outcomes = await asyncio.gather(
+            *(transport.send(push(message_id=f"m{n}")) for n in range(60))
+        )
+    assert {o.kind for o in outcomes} == {DELIVERED}
+    assert len({r.client for r in server.requests}) == 2
 
 
 async def test_apns_token_is_reused_then_refreshed_before_the_hour(

@@ -297,9 +297,13 @@ class ApnsTransport:
         for attempt in (1, 2):
             token = self.tokens.current()
             request_headers["authorization"] = f"bearer {token}"
-            async with self._limiter.slot(), gateway.translated(self._where):
-                response = await self._client.post(
-                    f"/3/device/{message.token}", content=body, headers=request_headers
+            async with self._limiter.slot():
+                response = await gateway.post(
+                    self._client,
+                    self._where,
+                    f"/3/device/{message.token}",
+                    content=body,
+                    headers=request_headers,
                 )
             if response.status_code == 200:
                 return model.Outcome(

@@ -268,8 +268,7 @@ class AccessTokens:
         now = self._clock()
         uri = self._account.token_uri
         form = {"grant_type": GRANT_TYPE, "assertion": self.grant(int(now))}
-        async with gateway.translated(f"FCM token endpoint {uri}"):
-            response = await self._client.post(uri, data=form)
+        response = await gateway.post(self._client, f"FCM token endpoint {uri}", uri, data=form)
         if response.status_code != 200:
             raise self._refused(response)
         try:
@@ -347,15 +346,16 @@ class FcmTransport:
         for attempt in (1, 2):
             async with self._limiter.slot():
                 token = await self.tokens.current()
-                async with gateway.translated(self._where):
-                    response = await self._client.post(
-                        self._path,
-                        content=body,
-                        headers={
-                            "authorization": f"Bearer {token}",
-                            "content-type": "application/json; charset=utf-8",
-                        },
-                    )
+                response = await gateway.post(
+                    self._client,
+                    self._where,
+                    self._path,
+                    content=body,
+                    headers={
+                        "authorization": f"Bearer {token}",
+                        "content-type": "application/json; charset=utf-8",
+                    },
+                )
             if response.status_code == 200:
                 return model.Outcome(
                     model.OutcomeKind.DELIVERED,

@@ -7,7 +7,12 @@ connections open and reuse them rather than connect per notification), so a clie
 single connection per gateway by default and multiplexes up to ``concurrency`` requests on it.
 Connection errors, TLS failures and timeouts become :class:`~tidings.channels.errors.
 ConnectionFailure`; ``Retry-After`` (delta-seconds or an HTTP date, RFC 9110 §10.2.3) becomes
-``retry_after``.
+``retry_after``. A server may close an HTTP/2 connection under requests in flight (a GOAWAY
+when it shuts down or has served enough requests on one connection, or a reset); :func:`post`
+sends such a request once more at once on a new connection rather than leaving it to the
+event's next attempt, which would send it again too: the gateway may have taken the first one,
+and delivery is at-least-once either way. A connection that cannot be opened is not retried
+here.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import email.utils
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 
@@ -81,6 +87,16 @@ async def translated(where: str) -> AsyncIterator[None]:
         raise errors.ConnectionFailure(f"{where}: TLS failed: {exc}") from exc
     except OSError as exc:
         raise errors.ConnectionFailure(f"{where}: {exc}") from exc
+
+
+async def post(client: httpx.AsyncClient, where: str, url: str, **options: Any) -> httpx.Response:
+    """POST through ``client``, again once if the connection closed under the request."""
+    async with translated(where):
+        try:
+            return await client.post(url, **options)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            pass  # the connection went away under the request: once more on a new one
+        return await client.post(url, **options)
 
 
 class Limiter:
