@@ -7,7 +7,9 @@ The servers run in a child process (so they do not share the client's event loop
 sends ``--messages`` notifications through one transport with ``--concurrency`` in flight
 (streams on one HTTP/2 connection) and the figure printed is the median of the runs. The
 servers verify every provider token and access token and check every request, so the figure
-is a floor for the client: on a 2-core machine the Python server is the likelier limit.
+is a floor for the client. Each run also sends bare httpx POSTs over the same kind of
+connection ("httpx alone"), the HTTP/2 client's own cost; the client's CPU time per
+notification and the servers' per request are printed beside the rates.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests import push_servers
 
 from tidings import model
-from tidings.channels.push import apns, fcm
+from tidings.channels.push import apns, fcm, gateway
 
 KEY_ID, TEAM_ID, TOPIC = "KEYID12345", "TEAMID1234", "com.example.app"
 
@@ -66,7 +68,10 @@ async def _serve(pipe: Connection) -> None:
             }
         )
         loop = asyncio.get_running_loop()
+        started = time.process_time()
         await loop.run_in_executor(None, pipe.recv)
+        served = len(apple.requests) + len(google.requests)
+        pipe.send((time.process_time() - started) / max(1, served) * 1e6)
         # Keep request logs from growing without bound across runs.
         apple.requests.clear()
         google.requests.clear()
@@ -85,8 +90,11 @@ def message(n: int, platform: model.PushPlatform) -> model.PushMessage:
     )
 
 
-async def run(transport: Any, platform: model.PushPlatform, count: int, concurrency: int) -> float:
-    """Notifications a second for ``count`` sends with ``concurrency`` in flight."""
+async def run(
+    transport: Any, platform: model.PushPlatform, count: int, concurrency: int
+) -> tuple[float, float]:
+    """Notifications a second for ``count`` sends with ``concurrency`` in flight, and the
+    client's CPU time per notification in microseconds."""
     pending = iter(range(count))
     failures: list[str] = []
 
@@ -96,15 +104,36 @@ async def run(transport: Any, platform: model.PushPlatform, count: int, concurre
             if outcome.kind != model.OutcomeKind.DELIVERED:
                 failures.append(outcome.reply)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(lane() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     if failures:
         raise SystemExit(f"{len(failures)} of {count} {platform} sends failed: {failures[0]}")
-    return count / elapsed
+    return count / elapsed, cpu / count * 1e6
 
 
-async def measure(info: dict[str, Any], args: argparse.Namespace) -> dict[str, list[float]]:
+class BareClient:
+    """httpx alone: an empty POST per "notification" to the FCM server (answered 404), to
+    show what the HTTP/2 client costs by itself."""
+
+    name = "httpx"
+
+    def __init__(self, base_url: str, ca_file: str, concurrency: int) -> None:
+        self._client = gateway.client(base_url, ca_file=ca_file, timeout=10.0, connections=1)
+        self._limiter = gateway.Limiter(concurrency)
+
+    async def send(self, message: model.PushMessage) -> model.Outcome:
+        async with self._limiter.slot():
+            await self._client.post("/elsewhere", content=b"{}")
+        return model.Outcome(model.OutcomeKind.DELIVERED)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+async def measure(
+    info: dict[str, Any], args: argparse.Namespace
+) -> dict[str, list[tuple[float, float]]]:
     apple = apns.ApnsTransport(
         apns.ApnsConfig(
             key_id=KEY_ID,
@@ -124,11 +153,13 @@ async def measure(info: dict[str, Any], args: argparse.Namespace) -> dict[str, l
             concurrency=args.concurrency,
         )
     )
-    rates: dict[str, list[float]] = {"apns": [], "fcm": []}
+    bare = BareClient(info["fcm_url"], info["ca_file"], args.concurrency)
+    rates: dict[str, list[tuple[float, float]]] = {"apns": [], "fcm": [], "httpx alone": []}
     try:
         # A warm-up run each: connections, TLS, the first token.
         await run(apple, model.PushPlatform.APNS, 200, args.concurrency)
         await run(google, model.PushPlatform.FCM, 200, args.concurrency)
+        await run(bare, model.PushPlatform.FCM, 200, args.concurrency)
         for _ in range(args.runs):
             rates["apns"].append(
                 await run(apple, model.PushPlatform.APNS, args.messages, args.concurrency)
@@ -136,9 +167,13 @@ async def measure(info: dict[str, Any], args: argparse.Namespace) -> dict[str, l
             rates["fcm"].append(
                 await run(google, model.PushPlatform.FCM, args.messages, args.concurrency)
             )
+            rates["httpx alone"].append(
+                await run(bare, model.PushPlatform.FCM, args.messages, args.concurrency)
+            )
     finally:
         await apple.aclose()
         await google.aclose()
+        await bare.aclose()
     return rates
 
 
@@ -161,15 +196,20 @@ def main() -> None:
             rates = asyncio.run(measure(info, args))
     finally:
         parent.send("stop")
+        server_cpu = parent.recv() if parent.poll(10) else float("nan")
         server.join(10)
         if server.is_alive():
             server.terminate()
-    for gateway, values in rates.items():
+    for name, results in rates.items():
+        values = [rate for rate, _ in results]
         spread = ", ".join(f"{v:,.0f}" for v in values)
+        cpu = statistics.median(cpu for _, cpu in results)
         print(
-            f"{gateway}: {statistics.median(values):,.0f} notifications/s "
-            f"(median of {len(values)} runs of {args.messages}; runs: {spread})"
+            f"{name}: {statistics.median(values):,.0f} notifications/s "
+            f"(median of {len(values)} runs of {args.messages}; runs: {spread}); "
+            f"client CPU {cpu:,.0f} µs a notification"
         )
+    print(f"servers' CPU: {server_cpu:,.0f} µs a request")
 
 
 if __name__ == "__main__":
