@@ -410,6 +410,12 @@ def test_apns_config_and_key_errors_are_clear(tmp_path: Any) -> None:
         )
     with pytest.raises(ValueError, match="cannot be read"):
         apns.ApnsTransport(apns.ApnsConfig(KEY_ID, TEAM_ID, TOPIC, key_file=str(tmp_path / "none")))
+    with pytest.raises(ValueError, match=r"CA file .* cannot be used"):
+        apns.ApnsTransport(
+            apns.ApnsConfig(KEY_ID, TEAM_ID, TOPIC, key=pem, ca_file=str(tmp_path / "none.pem"))
+        )
+    with pytest.raises(ValueError, match=r"CA file .* cannot be used"):
+        apns.ApnsTransport(apns.ApnsConfig(KEY_ID, TEAM_ID, TOPIC, key=pem, ca_file=str(key_file)))
     with pytest.raises(ValueError, match="between 0 and 3600"):
         apns.ApnsConfig(KEY_ID, TEAM_ID, TOPIC, key=pem, token_refresh=3600)
 

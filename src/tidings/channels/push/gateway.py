@@ -34,8 +34,12 @@ Clock = Callable[[], float]
 
 
 def ssl_context(ca_file: str) -> ssl.SSLContext:
-    """A verifying client context trusting ``ca_file`` (a PEM bundle), or the system's CAs."""
-    context = ssl.create_default_context(cafile=ca_file or None)
+    """A verifying client context trusting ``ca_file`` (a PEM bundle), or the system's CAs;
+    ``ValueError`` when the file cannot be used."""
+    try:
+        context = ssl.create_default_context(cafile=ca_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"CA file {ca_file!r} cannot be used: {exc}") from None
     context.set_alpn_protocols(["h2", "http/1.1"])
     return context
 
