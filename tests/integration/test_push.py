@@ -650,6 +650,31 @@ async def test_fcm_refused_grants_are_temporary(ca: trustme.CA, clock: Clock) ->
     assert len(sends(server)) == 2  # nothing was sent without a token
 
 
+async def test_malformed_answers_are_handled(ca: trustme.CA, clock: Clock) -> None:
+    async with fcm_gateway(ca, clock) as (server, transport, _):
+        server.token_answers.append(Answer(200, {"access_token": 5, "expires_in": "soon"}))
+        bad_token_answer = await transport.send(push(token="t", platform=model.PushPlatform.FCM))
+        server.script("t", Answer(200, {"unexpected": ["shape"]}))
+        odd_success = await transport.send(push(token="t", platform=model.PushPlatform.FCM))
+        server.script("t", Answer(400, {"error": ["not", "an", "object"]}))
+        odd_error = await transport.send(push(token="t", platform=model.PushPlatform.FCM))
+    assert bad_token_answer.kind == RETRY
+    assert bad_token_answer.reply.startswith("FCM token endpoint answered badly")
+    assert (odd_success.kind, odd_success.provider_id) == (DELIVERED, "")
+    assert (odd_error.kind, odd_error.quarantine, odd_error.reply) == (
+        FAILED,
+        False,
+        "FCM 400 error: Bad Request",
+    )
+    async with apns_gateway(ca, clock) as (apple, apns_transport):
+        apple.script(DEVICE, Answer(400, {"reason": "x" * 5000}), Answer(400, {"reason": 7}))
+        long_reason = await apns_transport.send(push())
+        odd_reason = await apns_transport.send(push())
+    assert long_reason.kind == FAILED
+    assert len(long_reason.reply) < 250
+    assert odd_reason.reply == "APNs 400 Bad Request"
+
+
 async def test_fcm_unreachable_endpoints_are_connection_failures(
     ca: trustme.CA, clock: Clock
 ) -> None:
