@@ -274,6 +274,23 @@ async def test_fcm_malformed_answers_are_handled(ca: trustme.CA, clock: Clock) -
     )
 
 
+async def test_fcm_one_failed_grant_answers_all_who_waited_for_it(
+    ca: trustme.CA, clock: Clock
+) -> None:
+    async with fcm_gateway(ca, clock) as (server, transport, _):
+        server.token_answers.append(Answer(503, None, {"retry-after": "7"}, delay=0.3))
+        outcomes = await asyncio.gather(
+            *(
+                transport.send(push(token=f"t{n}", platform=model.PushPlatform.FCM))
+                for n in range(20)
+            )
+        )
+        later = await transport.send(push(token="t", platform=model.PushPlatform.FCM))
+    assert {(o.kind, o.retry_after) for o in outcomes} == {(RETRY, 7.0)}
+    assert later.kind == DELIVERED  # the next send after the failure tries again
+    assert [r.path for r in server.requests].count("/token") == 2
+
+
 async def test_fcm_unreachable_endpoints_are_connection_failures(
     ca: trustme.CA, clock: Clock
 ) -> None:

@@ -230,18 +230,33 @@ class AccessTokens:
         self._token = ""
         self._expires = 0.0
         self._lock = asyncio.Lock()
+        self._finished = 0  # fetches tried so far, whatever their result
+        self._failure: errors.DeliveryError | None = None
         self.fetched = 0  # tokens fetched so far (for tests and metrics)
 
     def _valid(self) -> bool:
         return bool(self._token) and self._clock() < self._expires - self._margin
 
     async def current(self) -> str:
-        """A token valid for more than ``margin`` seconds; one fetch serves all waiters."""
+        """A token valid for more than ``margin`` seconds. One fetch serves all waiters,
+        and when it fails they all get its failure rather than each trying again in turn."""
         if self._valid():
             return self._token
+        asked = self._finished
         async with self._lock:
-            if not self._valid():
+            if self._valid():
+                return self._token
+            failure = self._failure
+            if failure is not None and self._finished != asked:
+                raise type(failure)(failure.reply, retry_after=failure.retry_after)
+            self._failure = None
+            try:
                 await self._fetch()
+            except errors.DeliveryError as error:
+                self._failure = error
+                raise
+            finally:
+                self._finished += 1
             return self._token
 
     def discard(self, token: str) -> None:
