@@ -12,8 +12,8 @@ for server to server applications):
   (``https://www.googleapis.com/auth/firebase.messaging``), ``aud`` (the token URI), ``iat``
   and ``exp`` (at most one hour later). The answer is ``{"access_token", "expires_in",
   "token_type": "Bearer"}``. The token is cached until ``token_margin`` seconds before it
-  expires, fetched by one request when many sends need it at once, and fetched again once when
-  a send is answered 401.
+  expires, fetched by one request when many sends need it at once (a failed fetch is the
+  answer for all that waited for it), and fetched again once when a send is answered 401.
 - A message is ``POST /v1/projects/{project_id}/messages:send`` with ``Authorization: Bearer``
   and ``{"message": {"token", "notification": {"title", "body"}, "data": {string: string},
   "android": {"priority": "HIGH"|"NORMAL", "ttl": "<seconds>s", "collapse_key",
