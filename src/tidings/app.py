@@ -30,10 +30,12 @@ from tidings import (
 from tidings.channels import base, failover, webhook
 from tidings.channels.email import outbox as outbox_transport
 from tidings.channels.email import smtp
+from tidings.channels.push import apns, fcm
+from tidings.channels.push import router as push_router
 from tidings.channels.sms import smpp
 from tidings.control import ctxschema, eventtypes
 from tidings.engine import render, route, worker
-from tidings.settings import Settings
+from tidings.settings import Settings, SettingsError
 from tidings.store import (
     batching,
     catalog,
@@ -83,6 +85,8 @@ class App:
         }
         if settings.smpp_host:
             self.transports[model.Channel.SMS] = self._sms_transport()
+        if settings.uses_apns or settings.uses_fcm:
+            self.transports[model.Channel.PUSH] = self._push_transport()
         self.callbacks: callbacks.Sender | None = None  # with a worker
         self.worker: worker.Worker | None = None
         self.metrics = metrics.Metrics()
@@ -350,6 +354,43 @@ class App:
             reconnect_max=s.smpp_reconnect_max,
         )
         return smpp.SmppTransport(config, receipts.recorder(self.db))
+
+    def _push_transport(self) -> base.Transport[model.PushMessage]:
+        """APNs and/or FCM behind a router; a key that cannot be used is a SettingsError."""
+        try:
+            return push_router.PushRouter(self._push_gateways())
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+
+    def _push_gateways(self) -> dict[model.PushPlatform, base.Transport[model.PushMessage]]:
+        s = self.settings
+        gateways: dict[model.PushPlatform, base.Transport[model.PushMessage]] = {}
+        if s.uses_apns:
+            gateways[model.PushPlatform.APNS] = apns.ApnsTransport(
+                apns.ApnsConfig(
+                    key_id=s.apns_key_id,
+                    team_id=s.apns_team_id,
+                    topic=s.apns_topic,
+                    key=s.apns_key,
+                    key_file=s.apns_key_file,
+                    endpoint=s.apns_endpoint,
+                    ca_file=s.apns_ca_file,
+                    timeout=s.apns_timeout,
+                    concurrency=s.apns_concurrency,
+                )
+            )
+        if s.uses_fcm:
+            gateways[model.PushPlatform.FCM] = fcm.FcmTransport(
+                fcm.FcmConfig(
+                    service_account=s.fcm_service_account,
+                    service_account_file=s.fcm_service_account_file,
+                    endpoint=s.fcm_endpoint,
+                    ca_file=s.fcm_ca_file,
+                    timeout=s.fcm_timeout,
+                    concurrency=s.fcm_concurrency,
+                )
+            )
+        return gateways
 
     async def _keep_outbox(self, messages: list[model.OutboxMessage]) -> list[None]:
         async with self.db.transaction() as conn:

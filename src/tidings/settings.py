@@ -190,6 +190,41 @@ class Settings:
     )
     smpp_reconnect_max: float = _field(60.0, "Longest delay between two bind attempts.")
 
+    # Mobile push (channels/push/)
+    apns_key_file: str = _field(
+        "",
+        "Path of the APNs token signing key (the .p8 file from Apple); push to APNs is on when "
+        "this or `apns_key` is set.",
+    )
+    apns_key: str = _field("", "The APNs .p8 key as PEM text, instead of `apns_key_file`.")
+    apns_key_id: str = _field("", "The 10-character key id of the APNs key (JWT `kid`).")
+    apns_team_id: str = _field("", "The 10-character Apple team id (JWT `iss`).")
+    apns_topic: str = _field("", "The app's bundle id, sent as `apns-topic`.")
+    apns_endpoint: str = _field(
+        "production", "`production`, `sandbox` (development builds) or an `https://` URL."
+    )
+    apns_ca_file: str = _field("", "CA bundle (PEM) for APNs' certificate; default the system's.")
+    apns_timeout: float = _field(10.0, "Seconds allowed for connecting to APNs and each answer.")
+    apns_concurrency: int = _field(
+        100, "Most APNs requests in flight at once (HTTP/2 streams on one connection)."
+    )
+    fcm_service_account_file: str = _field(
+        "",
+        "Path of the Google service-account key (JSON) for FCM; push to FCM is on when this "
+        "or `fcm_service_account` is set. The project id and token URI come from it.",
+    )
+    fcm_service_account: str = _field(
+        "", "The FCM service-account key as JSON text, instead of the file."
+    )
+    fcm_endpoint: str = _field("https://fcm.googleapis.com", "The FCM HTTP v1 API's base URL.")
+    fcm_ca_file: str = _field(
+        "", "CA bundle (PEM) for FCM's and the token URI's certificates; default the system's."
+    )
+    fcm_timeout: float = _field(10.0, "Seconds allowed for connecting to FCM and each answer.")
+    fcm_concurrency: int = _field(
+        100, "Most FCM requests in flight at once (HTTP/2 streams on one connection)."
+    )
+
     # Housekeeping
     idempotency_ttl: float = _field(86400.0, "How long an `Idempotency-Key` is remembered.")
     log_level: str = _field("info", "`debug`, `info`, `warning` or `error`.")
@@ -416,6 +451,8 @@ class Settings:
             "webhook_pool_size",
             "callback_max_attempts",
             "callback_concurrency",
+            "apns_concurrency",
+            "fcm_concurrency",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
@@ -423,6 +460,20 @@ class Settings:
             self.bounce_address.count("@") != 1 or self.bounce_address.startswith("@")
         ):
             raise SettingsError("bounce_address must be an address: `bounces@example.com`")
+        if self.apns_key and self.apns_key_file:
+            raise SettingsError("set apns_key or apns_key_file, not both")
+        if self.uses_apns and not (self.apns_key_id and self.apns_team_id and self.apns_topic):
+            raise SettingsError("APNs needs apns_key_id, apns_team_id and apns_topic")
+        if self.apns_endpoint not in ("production", "sandbox") and not (
+            self.apns_endpoint.startswith("https://")
+        ):
+            raise SettingsError("apns_endpoint must be production, sandbox or an https:// URL")
+        if self.fcm_service_account and self.fcm_service_account_file:
+            raise SettingsError("set fcm_service_account or fcm_service_account_file, not both")
+        if not self.fcm_endpoint.startswith("https://"):
+            raise SettingsError("fcm_endpoint must be an https:// URL")
+        if self.apns_timeout <= 0 or self.fcm_timeout <= 0:
+            raise SettingsError("apns_timeout and fcm_timeout must be > 0")
         if not 0 <= self.bounce_smtp_port <= 65535:
             raise SettingsError("bounce_smtp_port must be between 0 and 65535")
         if self.soft_bounce_window <= 0 or self.soft_bounce_quarantine <= 0:
@@ -461,6 +512,16 @@ class Settings:
         return self.email_transport == "smtp" or (
             self.email_transport == "" and bool(self.smtp_host)
         )
+
+    @property
+    def uses_apns(self) -> bool:
+        """Whether push to APNs is configured."""
+        return bool(self.apns_key or self.apns_key_file)
+
+    @property
+    def uses_fcm(self) -> bool:
+        """Whether push to FCM is configured."""
+        return bool(self.fcm_service_account or self.fcm_service_account_file)
 
     @property
     def effective_smtp_port(self) -> int:

@@ -143,11 +143,21 @@ class Worker:
         if not claimed:
             return True
         self.claimed += len(claimed)
-        emails = [e.recipient.email for e in claimed if e.recipient.email]
-        async with self.db.connection() as conn:
-            quarantined = await quarantine_store.find_quarantined(
-                conn, model.Channel.EMAIL, emails, now
-            )
+        # One query per channel the batch goes by (usually one): which addresses are
+        # quarantined on it.
+        wanted: dict[model.Channel, list[str]] = {}
+        for e in claimed:
+            channel = self.routing.channel_for(e.type, e.channel)
+            address = None if channel is None else route.address_for(channel, e.recipient)
+            if channel is not None and address:
+                wanted.setdefault(channel, []).append(address)
+        quarantined: set[str] = set()
+        if wanted:
+            async with self.db.connection() as conn:
+                for channel, addresses in wanted.items():
+                    quarantined |= await quarantine_store.find_quarantined(
+                        conn, channel, addresses, now
+                    )
         loop = asyncio.get_running_loop()
         for event in claimed:
             await self._slots.acquire()
