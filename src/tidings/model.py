@@ -291,6 +291,8 @@ class Publication(msgspec.Struct, frozen=True):
     channel: Channel
     version_id: int
     content: Content
+    variants: dict[str, Content] = {}  # by language; ``content`` is the fallback language's
+    language_field: str = ""  # where an event names its language: ``ctx.language``...
 
 
 class EventType(msgspec.Struct, frozen=True):

@@ -612,6 +612,21 @@ async def test_publishing_compiles_mjml_inlines_css_and_freezes_blocks(live: Liv
     ).json()
     assert (shown["language"], shown["message"]["subject"]) == ("en", "Your order, Jack")
 
+    # And delivery does the same: an event in fr-CA gets the French variant, one in German
+    # (no variant) the fallback.
+    for language in ("fr-CA", "de"):
+        event = await live.post_event(
+            type="orderConfirmation",
+            recipient={"email": f"{language}@example.com"},
+            ctx=good_ctx(language=language),
+        )
+        await live.wait_status(event["id"], "processed")
+    items = (await live.client.get("/api/v1/outbox")).json()["items"]
+    sent = {i["recipient"]: (i["subject"], i["html"]) for i in items}
+    assert sent["fr-CA@example.com"][0] == "Votre commande, Jack"
+    assert "Bonjour" in sent["fr-CA@example.com"][1]
+    assert sent["de@example.com"][0] == "Your order, Jack"
+
 
 async def test_publish_rollback_unpublish_and_the_audit_log(live: Live) -> None:
     await create_type(live)

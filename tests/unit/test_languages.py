@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tidings import model
-from tidings.control import languages
+from tidings.engine import languages
 
 
 def event(ctx: dict[str, Any], recipient: model.Recipient | None = None) -> model.Event:

@@ -26,12 +26,11 @@ from tidings.control import (
     ctxschema,
     errors,
     eventtypes,
-    languages,
     segments,
     templates,
 )
 from tidings.control import validation as checks
-from tidings.engine import render
+from tidings.engine import languages, render
 from tidings.store import catalog, design
 from tidings.store.database import Database
 

@@ -171,7 +171,7 @@ class Renderer:
         self.message_id_domain = message_id_domain  # empty: each message's sender's domain
         local, _, domain = bounce_address.rpartition("@")
         self._verp = (local, domain) if local else None
-        self._compiled: dict[int, Compiled] = {}
+        self._compiled: dict[tuple[int, str], Compiled] = {}
         self._cache_size = cache_size
 
     def _template(self, env: jinja2.Environment, source: str, part: str) -> Any:
@@ -187,14 +187,17 @@ class Renderer:
             raise RenderError(f"version {publication.version_id} is not an email template")
         return compiled
 
-    def compile(self, publication: model.Publication) -> Compiled:
-        """The compiled form of a published version of any channel (cached by version)."""
-        compiled = self._compiled.get(publication.version_id)
+    def compile(self, publication: model.Publication, language: str = "") -> Compiled:
+        """The compiled form of a published version of any channel, in ``language`` (one of
+        its variants) or else its fallback content; cached by (version, language)."""
+        key = (publication.version_id, language)
+        compiled = self._compiled.get(key)
         if compiled is None:
-            compiled = self._compile_any(publication.content, publication.version_id)
+            content = publication.variants[language] if language else publication.content
+            compiled = self._compile_any(content, publication.version_id)
             if len(self._compiled) >= self._cache_size:
                 self._compiled.pop(next(iter(self._compiled)))
-            self._compiled[publication.version_id] = compiled
+            self._compiled[key] = compiled
         return compiled
 
     def check_email(self, content: model.EmailContent) -> None:

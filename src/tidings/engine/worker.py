@@ -23,7 +23,7 @@ from typing import Any
 
 from tidings import clock, metrics, model
 from tidings.channels import base
-from tidings.engine import render, retry, route
+from tidings.engine import languages, render, retry, route
 from tidings.settings import Settings
 from tidings.store import batching, catalog, queue
 from tidings.store import quarantine as quarantine_store
@@ -226,7 +226,12 @@ class Worker:
             )
         started = time.perf_counter_ns()
         try:
-            message = self.renderer.render(self.renderer.compile(publication), event)
+            language = (
+                languages.variant(publication.variants, event, publication.language_field)
+                if publication.variants
+                else ""
+            )
+            message = self.renderer.render(self.renderer.compile(publication, language), event)
         except render.RenderError as exc:
             return self._finish(event, S.DELIVERY_FAILED, str(exc), publication)
         rendered = time.perf_counter_ns()

@@ -6,9 +6,8 @@ content in the fallback language. :func:`pick` is pure: the event type's ``langu
 exact variant wins (case-insensitive), then the primary language (``de`` for ``de-CH``),
 then the fallback.
 
-The worker calls it so::
-
-    content = languages.pick(bundle.variants, event, bundle.languageField) or publication.content
+The worker calls it with the active publication's variants (read from its bundle), and
+renders the variant it picks, or the fallback content when it picks none.
 """
 
 from __future__ import annotations
@@ -47,11 +46,15 @@ def msgspec_fields(recipient: model.Recipient) -> dict[str, Any]:
 
 def pick(variants: Mapping[str, T], event: model.Event, field: str) -> T | None:
     """The variant for the event's language, or None: then the fallback content is used."""
+    name = variant(variants, event, field)
+    return variants[name] if name else None
+
+
+def variant(variants: Mapping[str, Any], event: model.Event, field: str) -> str:
+    """The name of the variant for the event's language (as ``variants`` spells it), or ''
+    for the fallback."""
     wanted = language_of(event, field)
     if not wanted or not variants:
-        return None
-    by_name = {name.lower(): content for name, content in variants.items()}
-    found = by_name.get(wanted)
-    if found is None:
-        found = by_name.get(wanted.partition("-")[0])
-    return found
+        return ""
+    by_name = {name.lower(): name for name in variants}
+    return by_name.get(wanted) or by_name.get(wanted.partition("-")[0], "")
