@@ -8,6 +8,8 @@
 - ``/nl/jsp/...``: Campaign Classic SOAP compatibility (:mod:`.soap`), and
   ``/api/v1/templates/import-adobe`` (:mod:`.adobe_templates`).
 - ``/api/v1/bounces``: bounces in (raw messages) and their list (:mod:`.bounces`).
+- ``/api/v1/reports/...``: event history, service level, processing time (:mod:`.reports`).
+- ``/console``: the web console (:mod:`tidings.console`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
 
-from tidings import ratelimit
+from tidings import console, ratelimit
 from tidings.api import (
     admin,
     adobe,
@@ -27,6 +29,7 @@ from tidings.api import (
     events,
     openapi,
     ops,
+    reports,
     soap,
 )
 from tidings.api.fast import FastIntake
@@ -71,6 +74,8 @@ def create_app(app: App) -> Litestar:
             soap.router(app),
             adobe_templates.router(app),
             bounces.router(app),
+            reports.router(app),
+            console.router(app),
         ],
         exception_handlers={
             errors.ApiError: errors.handle_api_error,

@@ -244,3 +244,29 @@ bounces = sa.Table(
     sa.Index("ix_bounces_event_id_address_kind", "event_id", "address", "kind", unique=True),
     sa.Index("ix_bounces_address_received_at", "address", "received_at"),
 )
+
+# -- console (store/operators.py) ----------------------------------------------------------------
+
+#: People who sign in to the console (``tidings operators``); passwords as argon2 hashes.
+operators = sa.Table(
+    "operators",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("password_hash", sa.Text, nullable=False, comment="argon2id"),
+    sa.Column("role", sa.Text, nullable=False, comment="admin, designer or operator"),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False),
+)
+
+#: Signed-in console sessions: the cookie holds a random token, the table its SHA-256.
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("token_hash", sa.Text, primary_key=True),
+    sa.Column("operator_id", BigInt, nullable=False),
+    sa.Column("csrf_token", sa.Text, nullable=False),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.Column("expires_at", BigInt, nullable=False),
+    sa.Index("ix_console_sessions_operator_id", "operator_id"),
+)
