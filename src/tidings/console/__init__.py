@@ -13,12 +13,14 @@ The pages call the same functions as the HTTP API and the CLI; none holds logic 
 
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from litestar import Request, Response, Router, get
 from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import HTTPException
+from litestar.params import FromPath
 from litestar.static_files import create_static_files_router
 
 from tidings.app import App
@@ -30,7 +32,8 @@ STATIC = Path(__file__).parent / "static"
 def refused(request: Request[Any, Any, Any], exc: auth.ConsoleRefusal) -> Response[str]:
     """The answer to a refused console request (see :mod:`.auth`)."""
     if isinstance(exc, auth.SignInRequired):
-        target = f"{auth.PATH}/login?next={request.url.path}"
+        wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        target = f"{auth.PATH}/login?next={urllib.parse.quote(wanted, safe='/')}"
         if request.headers.get("hx-request"):
             return Response("", status_code=200, headers={"HX-Redirect": target})
         return Response("", status_code=303, headers={"Location": target, **frame.HEADERS})
@@ -59,7 +62,7 @@ def router(app: App) -> Router:
     )
 
     @get("/{path:path}", include_in_schema=False)
-    async def unknown(request: Request[Any, Any, Any], path: str) -> Response[str]:
+    async def unknown(request: Request[Any, Any, Any], path: FromPath[str]) -> Response[str]:
         return frame.page(
             request,
             "error.html",

@@ -11,6 +11,7 @@ from typing import Any
 
 from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
 
 from tidings import clock, ids, model
 from tidings.app import App
@@ -136,7 +137,7 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
         )
 
     @get("/events/{event_id:str}", guards=[signed_in], include_in_schema=False)
-    async def event_page(request: Request[Any, Any, Any], event_id: str) -> Response[str]:
+    async def event_page(request: Request[Any, Any, Any], event_id: FromPath[str]) -> Response[str]:
         number = ids.parse(event_id)
         if number is None:
             return not_found(request, f"event {event_id[:40]!r}")
@@ -176,7 +177,9 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
         )
 
     @get("/events/{event_id:str}/message.html", guards=[signed_in], include_in_schema=False)
-    async def event_message(request: Request[Any, Any, Any], event_id: str) -> Response[str]:
+    async def event_message(
+        request: Request[Any, Any, Any], event_id: FromPath[str]
+    ) -> Response[str]:
         number = ids.parse(event_id)
         async with db.connection() as conn:
             event = None if number is None else await events_store.get_event(conn, number)
@@ -209,7 +212,9 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
         )
 
     @get("/outbox/{message_id:int}", guards=[signed_in], include_in_schema=False)
-    async def outbox_message(request: Request[Any, Any, Any], message_id: int) -> Response[str]:
+    async def outbox_message(
+        request: Request[Any, Any, Any], message_id: FromPath[int]
+    ) -> Response[str]:
         async with db.connection() as conn:
             message = await outbox_store.get_message(conn, message_id)
         if message is None:
@@ -217,7 +222,9 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
         return frame.page(request, "message.html", message=message)
 
     @get("/outbox/{message_id:int}/html", guards=[signed_in], include_in_schema=False)
-    async def outbox_html(request: Request[Any, Any, Any], message_id: int) -> Response[str]:
+    async def outbox_html(
+        request: Request[Any, Any, Any], message_id: FromPath[int]
+    ) -> Response[str]:
         async with db.connection() as conn:
             message = await outbox_store.get_message(conn, message_id)
         if message is None:

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
 
 from tidings import clock, model, reports
 from tidings.api import ops
@@ -92,11 +93,16 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
             timing=timing,
         )
 
-    @get("/reports/{name:str}.csv", guards=[signed_in], include_in_schema=False)
-    async def report_csv(request: Request[Any, Any, Any], name: str) -> Response[Any]:
-        if name not in reports.NAMES:
+    @get("/reports/{file:str}", guards=[signed_in], include_in_schema=False)
+    async def report_csv(request: Request[Any, Any, Any], file: FromPath[str]) -> Response[Any]:
+        name = file.removesuffix(".csv")
+        if not file.endswith(".csv") or name not in reports.NAMES:
             return frame.page(
-                request, "error.html", status=404, title="No such report", message=name
+                request,
+                "error.html",
+                status=404,
+                title="No such report",
+                message=f"There is no report {file[:60]!r}.",
             )
         period = period_of(request.query_params.get("period"))
         report = await reports.build(db, name, reports.window(period))
