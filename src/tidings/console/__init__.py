@@ -63,6 +63,7 @@ def router(app: App) -> Router:
 
     @get("/{path:path}", include_in_schema=False)
     async def unknown(request: Request[Any, Any, Any], path: FromPath[str]) -> Response[str]:
+        await auth.load_session(app.db, request)  # signed in: the page inside the frame
         return frame.page(
             request,
             "error.html",
