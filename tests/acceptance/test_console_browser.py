@@ -70,6 +70,7 @@ async def page(browser: Browser, live: Live, request: pytest.FixtureRequest) -> 
 async def shoot(page: Page, name: str) -> None:
     """Keep a screenshot of the whole page (test-artifacts/screenshots/<name>-<db>.png)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.wait_for_load_state("networkidle")  # framed messages painted too
     db = "postgresql" if "postgresql" in os.environ.get("PYTEST_CURRENT_TEST", "") else "sqlite"
     await page.screenshot(path=str(SHOTS / f"{name}-{db}.png"), full_page=True)
 
