@@ -269,18 +269,27 @@ async def queue_state(db: Database) -> tuple[dict[str, int], int, float]:
 
 
 async def dashboard(db: Database, settings: Settings, now: int | None = None) -> Dashboard:
-    """The dashboard's numbers, now."""
+    """The dashboard's numbers, now. The day is read once (per hour and status); the gauges
+    cover the last hour."""
     now = clock.now_us() if now is None else now
     day = window(Period.DAY, now)
     async with db.connection() as conn:
         last_hour = await store.statuses(conn, now - _HOUR, now + 1)
-        last_day = await store.statuses(conn, now - _DAY, now + 1)
-        service = await store.service_level(conn, now - _HOUR, now + 1, _DAY)
+        history = await store.status_history(conn, day.start, day.end, day.bucket)
         times = await store.processing_times(conn, now - _HOUR, now + 1, _DAY)
-        history = await store.service_level(conn, day.start, day.end, day.bucket)
     waiting, due, oldest = await queue_state(db)
-    final = sum(r.final for r in service)
-    errors = sum(r.errors for r in service)
+    last_day: dict[str, int] = {}
+    per_hour: dict[int, list[int]] = {b: [0, 0, 0] for b in day.buckets()}
+    for bucket, status, count in history:
+        last_day[status] = last_day.get(status, 0) + count
+        counts = per_hour.setdefault(bucket, [0, 0, 0])
+        counts[0] += count
+        if status == "processed":
+            counts[1] += count
+        elif status in store.ERRORS:
+            counts[2] += count
+    final = sum(n for s, n in last_hour.items() if s in store.FINAL)
+    errors = sum(n for s, n in last_hour.items() if s in store.ERRORS)
     timed = sum(t.events for t in times)
 
     def average(part: int) -> float | None:
@@ -296,7 +305,6 @@ async def dashboard(db: Database, settings: Settings, now: int | None = None) ->
         "sending_time": average(1),
         "processing_time": average(2),
     }
-    by_bucket = {r.bucket: r for r in history}
     return Dashboard(
         hour=last_hour,
         day=last_day,
@@ -305,12 +313,7 @@ async def dashboard(db: Database, settings: Settings, now: int | None = None) ->
         oldest_due_seconds=oldest,
         gauges=[gauge(settings, name, values[name]) for name in THRESHOLDS],
         day_history=[
-            (
-                clock.format_iso(b),
-                by_bucket[b].incoming if b in by_bucket else 0,
-                by_bucket[b].outgoing if b in by_bucket else 0,
-                by_bucket[b].errors if b in by_bucket else 0,
-            )
-            for b in day.buckets()
+            (clock.format_iso(b), *per_hour[b])  # type: ignore[misc]
+            for b in sorted(per_hour)
         ],
     )

@@ -128,7 +128,7 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
         return frame.page(
             request,
             "events.html",
-            status=422 if error and not wanted else 200,
+            status=(404 if wanted else 422) if error else 200,
             events=found,
             query=query,
             next_cursor=following,

@@ -20,9 +20,12 @@ import msgspec
 from tidings import model
 from tidings.store.database import Connection, sql
 
+#: Final statuses that count as errors.
+ERRORS = frozenset({"deliveryFailed", "routingFailed", "tooOld"})
+FINAL = frozenset(str(s) for s in model.FINAL_STATUSES)
 _SENT = "('processed', 'deliveryFailed')"
-_ERRORS = "('deliveryFailed', 'routingFailed', 'tooOld')"
-_FINAL = ", ".join(f"'{s}'" for s in sorted(model.FINAL_STATUSES))
+_ERRORS = "(" + ", ".join(f"'{s}'" for s in sorted(ERRORS)) + ")"
+_FINAL = ", ".join(f"'{s}'" for s in sorted(FINAL))
 
 
 class HistoryRow(msgspec.Struct, frozen=True):
@@ -144,6 +147,20 @@ async def processing_times(conn: Connection, start: int, end: int, bucket: int) 
         )
         for r in rows
     ]
+
+
+STATUS_HISTORY = sql(
+    """SELECT received_at - received_at % $3, status, COUNT(*) FROM events
+       WHERE received_at >= $1 AND received_at < $2 GROUP BY 1, 2 ORDER BY 1, 2"""
+)
+
+
+async def status_history(
+    conn: Connection, start: int, end: int, bucket: int
+) -> list[tuple[int, str, int]]:
+    """(bucket, status, events) for the events received in ``[start, end)``."""
+    rows = await conn.fetch(STATUS_HISTORY, start, end, bucket)
+    return [(int(r[0]), r[1], int(r[2])) for r in rows]
 
 
 STATUSES = sql(

@@ -59,7 +59,17 @@ events = sa.Table(
     ),
     sa.Index("ix_events_type_id", "type", "id"),
     sa.Index("ix_events_status_id", "status", "id"),
-    sa.Index("ix_events_received_at", "received_at"),  # retention purges by age
+    # Retention purges by age; the reports (store/reports.py) read a window of receipt times
+    # from this index alone, without visiting the rows (covering: 4-6x faster, BENCHMARKS.md).
+    sa.Index(
+        "ix_events_received_at",
+        "received_at",
+        "type",
+        "status",
+        "claimed_at",
+        "sent_at",
+        "scheduled_at",
+    ),
     sa.Index("ix_events_email", "email"),
     sa.Index(
         "ix_events_external_id",

@@ -1,4 +1,4 @@
-"""console: operators and their sessions
+"""console: operators and their sessions; the receipt-time index covers the reports
 
 Revision ID: 0004
 Revises: 0003
@@ -44,9 +44,19 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("console_sessions", schema=None) as batch_op:
         batch_op.create_index("ix_console_sessions_operator_id", ["operator_id"], unique=False)
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index("ix_events_received_at")
+        batch_op.create_index(
+            "ix_events_received_at",
+            ["received_at", "type", "status", "claimed_at", "sent_at", "scheduled_at"],
+            unique=False,
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index("ix_events_received_at")
+        batch_op.create_index("ix_events_received_at", ["received_at"], unique=False)
     with op.batch_alter_table("console_sessions", schema=None) as batch_op:
         batch_op.drop_index("ix_console_sessions_operator_id")
     op.drop_table("console_sessions")
