@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tidings import model, operators, quarantine
+from tests.smtp_servers import Recorder, aiosmtpd_server
+from tidings import clock, model, operators, quarantine
+from tidings.store import bounces as bounces_store
 
 from .conftest import EXAMPLE_CTX, Live, Serve
 from .console import PASSWORD, add_operator, login_token, sign_in
@@ -262,6 +264,52 @@ async def test_security_headers_and_sandboxed_message_html(
     assert policy.startswith("sandbox;")
     assert "script-src" not in policy  # default-src 'none' covers scripts
     assert "default-src 'none'" in policy
+
+
+async def test_an_event_sent_by_smtp_is_re_rendered_from_its_template_version(
+    serve: Serve,
+) -> None:
+    recorder = Recorder()
+    async with (
+        aiosmtpd_server(recorder) as smtp,
+        serve(
+            email_transport="smtp",
+            smtp_host="127.0.0.1",
+            smtp_port=smtp.port,
+            smtp_tls="none",
+            smtp_timeout=5.0,
+        ) as live,
+        httpx.AsyncClient(base_url=live.url) as browser,
+    ):
+        await add_operator(live, "ada", OPERATOR)
+        await sign_in(browser, "ada")
+        event_id = await post_cart(live, "smtp@example.com", firstName="Zoe")
+        await live.wait_status(event_id, "processed")
+        async with live.app.db.transaction() as conn:
+            await bounces_store.add(
+                conn,
+                model.Bounce(
+                    event_id=int(event_id),
+                    channel=model.Channel.EMAIL,
+                    address="smtp@example.com",
+                    message_id="<m@example.com>",
+                    kind=model.BounceKind.HARD,
+                    status="5.1.1",
+                    diagnostic="550 5.1.1 no such user here",
+                    received_at=clock.now_us(),
+                ),
+            )
+
+        page = await browser.get(f"/console/events/{event_id}")
+        assert page.status_code == 200
+        assert "Re-rendered from template version 1" in page.text
+        assert "no such user here" in page.text  # the bounce
+        assert "250" in page.text  # the SMTP server's reply in the delivery log
+        message = await browser.get(f"/console/events/{event_id}/message.html")
+        assert message.status_code == 200
+        assert "Zoe" in message.text
+        assert message.headers["content-security-policy"].startswith("sandbox;")
+        assert len(recorder.received) == 1
 
 
 async def test_unknown_pages_and_bad_searches(live: Live, browser: httpx.AsyncClient) -> None:
