@@ -13,6 +13,7 @@ The pages call the same functions as the HTTP API and the CLI; none holds logic 
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,10 @@ from litestar.static_files import create_static_files_router
 
 from tidings.app import App
 from tidings.console import auth, explorer, frame, manage, monitor, signin
+from tidings.store.database import Unavailable
 
 STATIC = Path(__file__).parent / "static"
+log = logging.getLogger("tidings.console")
 
 
 def refused(request: Request[Any, Any, Any], exc: auth.ConsoleRefusal) -> Response[str]:
@@ -53,6 +56,34 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
         title="Something is not right",
         message=exc.detail if isinstance(exc.detail, str) else "the request failed",
     )
+
+
+def unavailable(request: Request[Any, Any, Any], exc: Unavailable) -> Response[str]:
+    """The database does not answer: 503, try again shortly."""
+    log.warning("console answering 503: %s", exc)
+    return frame.page(
+        request,
+        "error.html",
+        status=503,
+        title="Database unavailable",
+        message="The database does not answer right now; try again in a few seconds.",
+        headers={"Retry-After": "5"},
+    )
+
+
+def crashed(request: Request[Any, Any, Any], exc: Exception) -> Response[str]:
+    """Anything unexpected: logged, answered with a 500 page that shows no internals."""
+    log.exception("console page failed", exc_info=exc)
+    try:
+        return frame.page(
+            request,
+            "error.html",
+            status=500,
+            title="Something went wrong",
+            message="This page failed; the server log says why.",
+        )
+    except Exception:  # the error page itself cannot be drawn
+        return Response("internal error; see the server log", status_code=500)
 
 
 def router(app: App) -> Router:
@@ -91,5 +122,7 @@ def router(app: App) -> Router:
         exception_handlers={
             auth.ConsoleRefusal: refused,
             HTTPException: http_error,
+            Unavailable: unavailable,
+            Exception: crashed,
         },
     )

@@ -147,6 +147,7 @@ def page(
         template,
         session=session,
         path=request.url.path,
+        status_code=status,
         year=dt.datetime.now(dt.UTC).year,
         **context,
     )
