@@ -417,3 +417,29 @@ async def test_reports_api_errors(live: Live) -> None:
         "/api/v1/reports/event-history", headers={"Authorization": f"Bearer {events_key}"}
     )
     assert limited.status_code == 403
+
+
+async def test_cookies_are_secure_behind_https(serve: Serve) -> None:
+    async with (
+        serve(public_url="https://tidings.example") as live,
+        httpx.AsyncClient(base_url=live.url) as client,
+    ):
+        await add_operator(live, "ada")
+        form = await client.get("/console/login")
+        login_cookie = form.headers["set-cookie"]
+        assert "secure" in login_cookie.lower()
+        # A client keeps Secure cookies for https; this test talks plain http to the server
+        # behind the (imagined) TLS proxy, so it hands the cookie back itself.
+        client.cookies.clear()
+        answer = await client.post(
+            "/console/login",
+            data={"name": "ada", "password": PASSWORD, "_csrf": login_token(form.text)},
+            headers={"Cookie": login_cookie.split(";")[0]},
+        )
+        assert answer.status_code == 303
+        session_cookie = next(
+            v
+            for k, v in answer.headers.multi_items()
+            if k == "set-cookie" and "tidings_session=" in v
+        )
+        assert "secure" in session_cookie.lower()
