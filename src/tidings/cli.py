@@ -19,7 +19,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tidings import apikeys, clock, ids, ingest, logs, model, quarantine, server, subscriptions
+from tidings import (
+    apikeys,
+    clock,
+    ids,
+    ingest,
+    logs,
+    model,
+    operators,
+    quarantine,
+    server,
+    subscriptions,
+)
 from tidings.app import App
 from tidings.control import (
     adobe_import,
@@ -63,6 +74,8 @@ callbacks_cli = typer.Typer(
     help="Status callbacks: subscriptions and the log.", no_args_is_help=True
 )
 cli.add_typer(callbacks_cli, name="callbacks")
+operators_cli = typer.Typer(help="Console operators.", no_args_is_help=True)
+cli.add_typer(operators_cli, name="operators")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -132,8 +145,16 @@ def _serve(api: bool, worker: bool, host: str | None, port: int | None) -> None:
                 "    tidings outbox\n"
             )
 
+    def first_admin(name: str, password: str) -> None:
+        err.print(
+            f"[bold]Console:[/bold] {settings.server_url}/console - sign in as "
+            f"[bold]{name}[/bold] with the password (shown only this once, change it with "
+            f"`tidings operators passwd {name}`):\n\n"
+            f"    [bold green]{password}[/bold green]\n"
+        )
+
     try:
-        _run(server.run(settings, api=api, worker=worker, ready=ready))
+        _run(server.run(settings, api=api, worker=worker, ready=ready, first_admin=first_admin))
     except database.Unavailable as exc:
         err.print(f"[red]database unavailable:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -836,6 +857,91 @@ def templates_import_adobe(
     out.print(f"{event_type}: written to {folder}")
     if publish_it:
         publish(folder)
+
+
+# ---------------------------------------------------------------------------- operators
+
+PasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin", help="Read the password from standard input (default: a random one)."
+    ),
+]
+
+
+def _password(from_stdin: bool) -> tuple[str, bool]:
+    """(the password, whether it was generated here and so must be printed)."""
+    if not from_stdin:
+        return operators.new_password(), True
+    password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        operators.check_password(password)
+    except operators.OperatorError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    return password, False
+
+
+@operators_cli.command("add")
+def operators_add(
+    name: Annotated[str, typer.Argument(help="The name to sign in with.")],
+    role: Annotated[model.OperatorRole, typer.Option(help="What they may do.")] = (
+        model.OperatorRole.OPERATOR
+    ),
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Add a console operator (prints a random password unless --password-stdin)."""
+    password, generated = _password(password_stdin)
+    try:
+        _with_app(lambda app: operators.create(app.db, name, password, role))
+    except operators.OperatorError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    out.print(f"added {name} ({role})")
+    if generated:
+        err.print("password (shown only this once):")
+        out.print(password)
+
+
+@operators_cli.command("list")
+def operators_list() -> None:
+    """List console operators."""
+    found = _with_app(lambda app: operators.list_all(app.db))
+    table = Table("name", "role", "created", "state")
+    for o in found:
+        table.add_row(
+            o.name, str(o.role), clock.format_iso(o.created_at), "disabled" if o.disabled else ""
+        )
+    out.print(table)
+
+
+@operators_cli.command("passwd")
+def operators_passwd(
+    name: Annotated[str, typer.Argument(help="The operator.")],
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Give an operator a new password (random unless --password-stdin); ends their
+    sessions."""
+    password, generated = _password(password_stdin)
+    if not _with_app(lambda app: operators.set_password(app.db, name, password)):
+        err.print(f"no operator {name}")
+        raise typer.Exit(1)
+    out.print(f"new password for {name}")
+    if generated:
+        err.print("password (shown only this once):")
+        out.print(password)
+
+
+@operators_cli.command("disable")
+def operators_disable(
+    name: Annotated[str, typer.Argument(help="The operator.")],
+    enable: Annotated[bool, typer.Option("--enable", help="Enable them again instead.")] = False,
+) -> None:
+    """Disable an operator (ending their sessions), or enable them again."""
+    if not _with_app(lambda app: operators.set_disabled(app.db, name, not enable)):
+        err.print(f"no operator {name}")
+        raise typer.Exit(1)
+    out.print(f"{'enabled' if enable else 'disabled'} {name}")
 
 
 def main() -> None:

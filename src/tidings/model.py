@@ -425,3 +425,30 @@ class Callback(msgspec.Struct, frozen=True):
     state: CallbackState
     created_at: int
     delivered_at: int | None = None
+
+
+class OperatorRole(enum.StrEnum):
+    """What a console operator may do: ``operator`` sees everything (read-only) and manages
+    quarantine; ``designer`` also edits templates; ``admin`` also manages keys and operators."""
+
+    OPERATOR = "operator"
+    DESIGNER = "designer"
+    ADMIN = "admin"
+
+
+class Operator(msgspec.Struct, frozen=True):
+    """A person who signs in to the console; only an argon2 hash of the password is stored."""
+
+    id: int
+    name: str
+    role: OperatorRole
+    created_at: int
+    disabled: bool = False
+
+
+class ConsoleSession(msgspec.Struct, frozen=True):
+    """A signed-in console session: whose it is, its CSRF token, and when it ends."""
+
+    operator: Operator
+    csrf_token: str
+    expires_at: int

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import uvicorn
 
-from tidings import apikeys
+from tidings import apikeys, operators
 from tidings.api import asgi
 from tidings.app import App
 from tidings.control import catalog as control_catalog
@@ -29,6 +29,7 @@ from tidings.store import keys
 
 log = logging.getLogger("tidings")
 SWITCH_INTERVAL = 0.0005
+FIRST_ADMIN = "admin"  # the console admin a new database gets
 
 
 def example_templates() -> Path:
@@ -57,10 +58,13 @@ async def run(
     api: bool = True,
     worker: bool = True,
     ready: Callable[[App, str | None], Awaitable[None] | None] | None = None,
+    first_admin: Callable[[str, str], None] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM; ``ready`` is called once the process is up, with the App
-    and the key created on first start (if any). The listening socket is bound first, so a
-    port in use fails at once (:class:`PortInUse`), before anything is written."""
+    and the key created on first start (if any), then ``first_admin`` with the name and
+    password of the console admin created on first start (if one was). The listening socket
+    is bound first, so a port in use fails at once (:class:`PortInUse`), before anything is
+    written."""
     # The database driver threads (SQLite's writer and readers) hand results back to the
     # event loop and need the GIL to do so; with the default 5 ms switch interval a busy
     # loop keeps them waiting that long each time. 0.5 ms measured 4.1k -> 5.7k single-event
@@ -68,7 +72,7 @@ async def run(
     sys.setswitchinterval(SWITCH_INTERVAL)
     sock = listen(settings.host, settings.port) if api else None
     try:
-        await _run(settings, sock, worker=worker, ready=ready)
+        await _run(settings, sock, worker=worker, ready=ready, first_admin=first_admin)
     finally:
         if sock is not None:
             sock.close()
@@ -101,14 +105,18 @@ async def _run(
     *,
     worker: bool,
     ready: Callable[[App, str | None], Awaitable[None] | None] | None,
+    first_admin: Callable[[str, str], None] | None = None,
 ) -> None:
     api = sock is not None
     async with App.running(settings, run_worker=worker) as app:
         new_key = await first_start(app) if api else None
+        password = await operators.first_admin(app.db, FIRST_ADMIN) if api else None
         if ready is not None:
             result = ready(app, new_key)
             if result is not None:
                 await result
+        if password is not None and first_admin is not None:
+            first_admin(FIRST_ADMIN, password)
         if sock is not None:
             await serve_http(http_server(app), sock)
         else:

@@ -382,6 +382,35 @@ class Settings:
         1.0, "How often the callback sender looks for due status callbacks."
     )
     callback_concurrency: int = _field(32, "Most status callbacks one process sends at once.")
+    # Console (console/, operators.py) and its dashboard thresholds ("warning/alert")
+    console_session_ttl: float = _field(
+        43200.0, "How long a console sign-in lasts (default 12 hours)."
+    )
+    console_login_attempts: int = _field(
+        5,
+        "Failed console sign-ins allowed per operator name and per client address within "
+        "`TIDINGS_CONSOLE_LOGIN_WINDOW`; more are refused (429) until the window has passed.",
+    )
+    console_login_window: float = _field(
+        300.0, "The window failed console sign-ins are counted in, in seconds."
+    )
+    threshold_pending_queue: str = _field(
+        "100/400", "Dashboard warning/alert thresholds for events waiting in the queue."
+    )
+    threshold_error_rate: str = _field(
+        "1/5", "Dashboard warning/alert thresholds for the error rate, in percent."
+    )
+    threshold_time_in_queue: str = _field(
+        "4/8", "Dashboard warning/alert thresholds for the average time in queue, in seconds."
+    )
+    threshold_sending_time: str = _field(
+        "6/12", "Dashboard warning/alert thresholds for the average sending time, in seconds."
+    )
+    threshold_processing_time: str = _field(
+        "10/20",
+        "Dashboard warning/alert thresholds for the average processing time (received to "
+        "sent), in seconds.",
+    )
 
     @classmethod
     def load(
@@ -483,6 +512,12 @@ class Settings:
                 raise SettingsError(f"{name} must be >= 0")
         if self.connector_max_wait < 0:
             raise SettingsError("connector_max_wait must be >= 0")
+        if self.console_session_ttl <= 0 or self.console_login_window <= 0:
+            raise SettingsError("console_session_ttl and console_login_window must be > 0")
+        if self.console_login_attempts < 1:
+            raise SettingsError("console_login_attempts must be at least 1")
+        for name in THRESHOLDS:
+            self.threshold(name)
         self.smtp_relays  # noqa: B018 (parses smtp_host, raising for a bad port)
         if self.smpp_throughput < 0 or self.smpp_reconnect_min <= 0:
             raise SettingsError("smpp_throughput must be >= 0 and smpp_reconnect_min > 0")
@@ -505,6 +540,20 @@ class Settings:
     def server_url(self) -> str:
         """The base URL of this instance as clients see it."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def threshold(self, name: str) -> tuple[float, float]:
+        """The (warning, alert) pair of ``threshold_<name>``."""
+        text = getattr(self, f"threshold_{name}")
+        warning, slash, alert = text.partition("/")
+        try:
+            pair = (float(warning), float(alert))
+        except ValueError:
+            pair = (-1.0, -1.0)
+        if not slash or pair[0] < 0 or pair[1] < pair[0]:
+            raise SettingsError(
+                f"threshold_{name} must be `warning/alert`, two numbers, warning <= alert"
+            )
+        return pair
 
     @property
     def uses_smtp(self) -> bool:
@@ -556,6 +605,10 @@ class Settings:
             burst=burst or max(rate, 1.0),
             max_wait=self.connector_max_wait,
         )
+
+
+#: The dashboard's thresholds: ``threshold_<name>`` settings.
+THRESHOLDS = ("pending_queue", "error_rate", "time_in_queue", "sending_time", "processing_time")
 
 
 def describe() -> list[tuple[str, str, str]]:

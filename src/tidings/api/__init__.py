@@ -9,6 +9,8 @@
   ``/api/v1/templates/import-adobe`` (:mod:`.adobe_templates`).
 - ``/api/v1/bounces``: bounces in (raw messages) and their list (:mod:`.bounces`).
 - ``/api/v1/callbacks/...``: status-callback subscriptions and their log (:mod:`.callbacks`).
+- ``/api/v1/reports/...``: event history, service level, processing time (:mod:`.reports`).
+- ``/console``: the web console (:mod:`tidings.console`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
 
-from tidings import ratelimit
+from tidings import console, ratelimit
 from tidings.api import (
     admin,
     adobe,
@@ -30,6 +32,7 @@ from tidings.api import (
     events,
     openapi,
     ops,
+    reports,
     soap,
     templates,
 )
@@ -79,6 +82,8 @@ def create_app(app: App) -> Litestar:
             callbacks.router(app),
             event_types.router(app),
             templates.router(app),
+            reports.router(app),
+            console.router(app),
         ],
         exception_handlers={
             errors.ApiError: errors.handle_api_error,
