@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from tidings import apikeys, clock, ids, inbound, ingest, metrics, model, ratelimit
+from tidings import apikeys, clock, enrichment, ids, inbound, ingest, metrics, model, ratelimit
 from tidings.channels import base, failover
 from tidings.channels.email import outbox as outbox_transport
 from tidings.channels.email import smtp
@@ -34,6 +34,7 @@ from tidings.store import (
 )
 from tidings.store import events as events_store
 from tidings.store import outbox as outbox_store
+from tidings.store import targeting as targeting_store
 
 log = logging.getLogger("tidings")
 
@@ -65,6 +66,7 @@ class App:
             model.Channel.EMAIL: self._email_transport()
         }
         self.worker: worker.Worker | None = None
+        self.enricher = enrichment.Enricher()
         self.metrics = metrics.Metrics()
         self.limiter = ratelimit.Limiter.from_settings(settings)
         # True while the oldest due event waits longer than ``shed_queue_age`` (sampled).
@@ -122,6 +124,7 @@ class App:
                 transports=self.transports,
                 renderer=self.renderer,
                 counters=self.metrics,
+                enricher=self.enricher,
             )
             self.worker.start()
             if self.notifier is not None:
@@ -152,6 +155,7 @@ class App:
         if self.notifier is not None:
             await self.notifier.aclose()
         await self.outbox.aclose()
+        await self.enricher.aclose()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -211,7 +215,10 @@ class App:
         """Reload event types and publications now."""
         try:
             async with self.db.connection() as conn:
-                self._routing = route.Routing.build(*await catalog.load_routing(conn))
+                self._routing = route.Routing.build(
+                    *await catalog.load_routing(conn),
+                    targeting=await targeting_store.list_targeting(conn),
+                )
             self._routing_checked = time.monotonic()
         except database.Unavailable as exc:
             log.warning("cannot refresh routing: %s", exc)

@@ -21,12 +21,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from tidings import clock, metrics, model
+from tidings import clock, enrichment, metrics, model
 from tidings.channels import base
-from tidings.engine import render, retry, route
+from tidings.engine import reconciliation, render, retry, route
 from tidings.settings import Settings
 from tidings.store import batching, catalog, queue
 from tidings.store import quarantine as quarantine_store
+from tidings.store import targeting as targeting_store
 from tidings.store.database import Database, Unavailable
 
 log = logging.getLogger("tidings.worker")
@@ -37,7 +38,7 @@ _FINAL_KIND = {
     model.OutcomeKind.IGNORED: S.IGNORED,
 }
 # Outcomes an operator wants to see without debug logging (one line per event).
-_LOGGED_AT_INFO = frozenset({S.DELIVERY_FAILED, S.ROUTING_FAILED, S.TOO_OLD})
+_LOGGED_AT_INFO = frozenset({S.DELIVERY_FAILED, S.ROUTING_FAILED, S.TOO_OLD, S.TARGETING_FAILED})
 
 
 class Worker:
@@ -52,6 +53,7 @@ class Worker:
         renderer: render.Renderer,
         rng: random.Random | None = None,
         counters: metrics.Metrics | None = None,
+        enricher: enrichment.Enricher | None = None,
     ):
         self.db = db
         self.settings = settings
@@ -60,6 +62,8 @@ class Worker:
         self.routing = route.Routing.build(-1, (), ())
         self._rng = rng or random.Random()
         self.metrics = counters or metrics.Metrics()
+        self._owns_enricher = enricher is None
+        self.enricher = enricher or enrichment.Enricher()
         self._wake = asyncio.Event()
         self._stopping = False
         self._inflight: dict[int, tuple[int, asyncio.Task[None]]] = {}
@@ -100,6 +104,8 @@ class Worker:
                     await queue.release_events(conn, leftovers, clock.now_us())
                 log.info("released %d in-flight events", len(leftovers))
         await self.recorder.aclose()
+        if self._owns_enricher:
+            await self.enricher.aclose()
 
     async def run(self) -> None:
         """Claim and dispatch until stopped."""
@@ -143,15 +149,18 @@ class Worker:
         if not claimed:
             return True
         self.claimed += len(claimed)
-        emails = [e.recipient.email for e in claimed if e.recipient.email]
         async with self.db.connection() as conn:
+            # One query for the profiles of the whole batch; their emails are checked too.
+            profiles = await reconciliation.profiles_for(conn, claimed, self.routing)
+            emails = [e.recipient.email for e in claimed if e.recipient.email]
+            emails += [p.email for p in profiles.values() if p.email]
             quarantined = await quarantine_store.find_quarantined(
                 conn, model.Channel.EMAIL, emails, now
             )
         loop = asyncio.get_running_loop()
         for event in claimed:
             await self._slots.acquire()
-            task = loop.create_task(self._process(event, quarantined))
+            task = loop.create_task(self._process(event, quarantined, profiles.get(event.id)))
             self._inflight[event.id] = (event.attempts, task)
         return len(claimed) < limit
 
@@ -171,17 +180,22 @@ class Worker:
     async def reload_routing(self) -> None:
         """Read event types and publications again."""
         async with self.db.connection() as conn:
-            self.routing = route.Routing.build(*await catalog.load_routing(conn))
+            self.routing = route.Routing.build(
+                *await catalog.load_routing(conn),
+                targeting=await targeting_store.list_targeting(conn),
+            )
 
     # ------------------------------------------------------------------ one event
 
-    async def _process(self, event: model.Event, quarantined: set[str]) -> None:
+    async def _process(
+        self, event: model.Event, quarantined: set[str], profile: model.Profile | None = None
+    ) -> None:
         # Every line about an event carries its id as a field (``event_id`` in JSON logs).
         # Passed explicitly rather than through a context variable: tasks started while an
         # event is handled (the outcome recorder, SMTP connections) would inherit it.
         about = {"event_id": str(event.id)}
         try:
-            completion = await self.handle(event, quarantined)
+            completion = await self.handle(event, quarantined, profile)
             await self.recorder.submit(completion)
             self.metrics.recorded(event.type, completion.status)
             if completion.status in _LOGGED_AT_INFO:
@@ -199,10 +213,16 @@ class Worker:
             self._inflight.pop(event.id, None)
             self._slots.release()
 
-    async def handle(self, event: model.Event, quarantined: set[str]) -> queue.Completion:
+    async def handle(
+        self, event: model.Event, quarantined: set[str], profile: model.Profile | None = None
+    ) -> queue.Completion:
         """Take one claimed event to its next status."""
         now = clock.now_us()
         deadline = retry.deadline(event, int(self.settings.event_validity * 1_000_000))
+        reconciled = reconciliation.reconcile(event, self.routing, profile)
+        if isinstance(reconciled, route.Finish):
+            return self._finish(event, reconciled.status, reconciled.reason, None)
+        event, variables = reconciled.event, reconciled.variables
         decision = route.decide(
             event, self.routing, quarantined=quarantined, now=now, deadline=deadline
         )
@@ -214,9 +234,19 @@ class Worker:
             return self._finish(
                 event, S.ROUTING_FAILED, f"no transport for the {channel} channel", publication
             )
+        targeting = self.routing.targeting.get(event.type)
+        if targeting is not None and targeting.enrichment_url:
+            try:
+                variables["enrichment"] = await self.enricher.fetch(targeting, event)
+            except enrichment.Refused as exc:
+                return self._finish(event, S.DELIVERY_FAILED, str(exc), publication)
+            except enrichment.Unavailable as exc:
+                return self._enrichment_retry(event, str(exc), publication, deadline)
         started = time.perf_counter_ns()
         try:
-            message = self.renderer.render(self.renderer.compile(publication), event)
+            message = self.renderer.render(
+                self.renderer.compile(publication), event, variables or None
+            )
         except render.RenderError as exc:
             return self._finish(event, S.DELIVERY_FAILED, str(exc), publication)
         rendered = time.perf_counter_ns()
@@ -283,6 +313,29 @@ class Worker:
             quarantine=quarantine,
             finished=now,
             sent=now if status is S.PROCESSED else None,
+        )
+
+    def _enrichment_retry(
+        self,
+        event: model.Event,
+        reason: str,
+        publication: model.Publication,
+        deadline: int,
+    ) -> queue.Completion:
+        """Try again after an enrichment failure, or fail once out of time."""
+        now = clock.now_us()
+        due = retry.next_attempt_at(
+            event,
+            now,
+            retry_after=None,
+            base=self.settings.retry_base,
+            cap=self.settings.retry_max,
+            rng=self._rng,
+        )
+        if due > deadline:
+            return self._completion(event, S.DELIVERY_FAILED, reason, publication, finished=now)
+        return self._completion(
+            event, S.PENDING, f"attempt {event.attempts} failed: {reason}", publication, due_at=due
         )
 
     def _finish(
