@@ -66,7 +66,7 @@ class App:
             model.Channel.EMAIL: self._email_transport()
         }
         self.worker: worker.Worker | None = None
-        self.enricher = enrichment.Enricher()
+        self.enricher = enrichment.Enricher(cache_size=settings.enrichment_cache_size)
         self.metrics = metrics.Metrics()
         self.limiter = ratelimit.Limiter.from_settings(settings)
         # True while the oldest due event waits longer than ``shed_queue_age`` (sampled).

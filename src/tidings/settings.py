@@ -245,6 +245,16 @@ class Settings:
         "(default 7 days); hard bounces quarantine for good.",
     )
 
+    # Profiles and enrichment
+    profile_import_max_bytes: int = _field(
+        1073741824,
+        "Largest body `POST /api/v1/profiles/import` accepts (413 above it); the import is "
+        "read as a stream, so this bounds the file, not memory.",
+    )
+    enrichment_cache_size: int = _field(
+        10000, "Most enrichment answers kept in the cache (least recently used go first)."
+    )
+
     @classmethod
     def load(
         cls, env: Mapping[str, str] | None = None, toml_path: str | Path | None = None

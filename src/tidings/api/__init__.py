@@ -8,6 +8,8 @@
 - ``/nl/jsp/...``: Campaign Classic SOAP compatibility (:mod:`.soap`), and
   ``/api/v1/templates/import-adobe`` (:mod:`.adobe_templates`).
 - ``/api/v1/bounces``: bounces in (raw messages) and their list (:mod:`.bounces`).
+- ``/api/v1/profiles``, ``/api/v1/event-types/{name}/targeting``: profiles, reconciliation
+  and enrichment (:mod:`.profiles`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tidings.api import (
     events,
     openapi,
     ops,
+    profiles,
     soap,
 )
 from tidings.api.fast import FastIntake
@@ -71,6 +74,7 @@ def create_app(app: App) -> Litestar:
             soap.router(app),
             adobe_templates.router(app),
             bounces.router(app),
+            profiles.router(app),
         ],
         exception_handlers={
             errors.ApiError: errors.handle_api_error,
