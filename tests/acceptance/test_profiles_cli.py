@@ -71,7 +71,8 @@ def test_profiles_import_csv_and_ndjson(run, tmp_path: Path) -> None:  # type: i
     csv_file.write_text("\n".join(rows) + "\n")
     done = run("profiles", "import", str(csv_file), "--no-progress", code=1)
     assert "imported 2500 profiles, 2 bad lines" in done.stdout
-    assert f"{csv_file}:4: " in done.stderr and f"{csv_file}:6: " in done.stderr
+    assert f"{csv_file}:4: " in done.stderr
+    assert f"{csv_file}:6: " in done.stderr
     assert json.loads(run("profiles", "get", "p-2499").stdout)["attributes"] == {
         "firstName": "Name 2499"
     }
