@@ -94,6 +94,10 @@ async def http_server(handler: Handler) -> AsyncIterator[HttpServer]:
         tasks.add(task)
         try:
             await _serve_one(state, reader, writer)
+        except asyncio.CancelledError:
+            # Closing the server ends its connections; asyncio would log a cancelled
+            # connection task as an error.
+            writer.close()
         finally:
             tasks.discard(task)
 
