@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.acceptance.conftest import Live, eventually
+from tests.acceptance.conftest import Live, Serve, eventually
 from tests.acceptance.test_api import assert_error
 from tests.http_servers import Answer, Received, http_server
 from tidings import clock
@@ -472,3 +472,14 @@ async def test_deleting_a_profile_erases_its_queued_events(live: Live, tmp_path:
             return await profiles_store.get_profile(conn, "c-9") is None
 
     await eventually(nothing_left)
+
+
+async def test_import_over_the_size_limit_is_413(serve: Serve) -> None:
+    async with serve(profile_import_max_bytes=100) as live:
+        body = b"".join(b'{"externalId": "x-%d"}\n' % i for i in range(20))
+        response = await live.client.post(
+            "/api/v1/profiles/import",
+            content=body,
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+        assert_error(response, 413, "body_too_large")
