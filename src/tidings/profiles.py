@@ -28,7 +28,6 @@ from __future__ import annotations
 import csv
 import enum
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -329,20 +328,13 @@ class Parser:
 
 class Importer:
     """Collects parsed lines and writes valid profiles :data:`BATCH` at a time, each batch
-    one transaction; ``on_batch`` (if given) hears how many profiles each batch wrote."""
+    one transaction."""
 
-    def __init__(
-        self,
-        db: Database,
-        *,
-        batch: int = BATCH,
-        on_batch: Callable[[int], Awaitable[None] | None] | None = None,
-    ):
+    def __init__(self, db: Database, *, batch: int = BATCH):
         self.db = db
         self.batch = batch
         self.result = ImportResult()
         self._pending: list[model.Profile] = []
-        self._on_batch = on_batch
 
     async def add(self, parsed: list[Parsed]) -> None:
         """Take parsed lines; write a batch whenever one is full."""
@@ -367,7 +359,3 @@ class Importer:
         batch, self._pending = self._pending, []
         await self.db.write_many([store.upsert_step(batch)])
         self.result.imported += len(batch)
-        if self._on_batch is not None:
-            done = self._on_batch(len(batch))
-            if done is not None:
-                await done
