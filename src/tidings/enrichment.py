@@ -35,6 +35,8 @@ import msgspec
 from tidings import model
 
 MAX_ANSWER_BYTES = 1 << 20
+_RETRY_PREFIX = "attempt "
+_SOURCE = "enrichment source "
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any])
 
@@ -49,6 +51,21 @@ class Unavailable(EnrichmentError):
 
 class Refused(EnrichmentError):
     """The source refused the request; asking again will not help."""
+
+
+def retry_reason(attempt: int, error: Unavailable) -> str:
+    """An event's reason while it waits to try its enrichment source again."""
+    return f"{_RETRY_PREFIX}{attempt} failed: {error}"
+
+
+def failure_in(reason: str | None) -> str | None:
+    """The enrichment failure an event's reason records (from :func:`retry_reason`), if its
+    last attempt failed there: an event whose time runs out while it waits to try again
+    ends ``deliveryFailed`` with it, as one whose retry would come too late does."""
+    if reason is None or not reason.startswith(_RETRY_PREFIX):
+        return None
+    _, sep, rest = reason.partition(" failed: ")
+    return rest if sep and rest.startswith(_SOURCE) else None
 
 
 def request_of(t: model.Targeting, event: model.Event) -> tuple[str, str, dict[str, str], bytes]:
@@ -111,7 +128,7 @@ class Enricher:
     async def _call(
         self, t: model.Targeting, method: str, url: str, params: dict[str, str], body: bytes
     ) -> dict[str, Any]:
-        where = f"enrichment source {url}"
+        where = f"{_SOURCE}{url}"
         headers = dict(t.enrichment_headers)
         if body:
             headers["Content-Type"] = "application/json"

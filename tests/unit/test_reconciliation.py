@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.unit.test_route import PUB, event
-from tidings import model
+from tidings import enrichment, model
 from tidings.engine import reconciliation, route
 
 S = model.EventStatus
@@ -98,3 +98,13 @@ def test_channel_rule() -> None:
     )
     assert isinstance(chosen, reconciliation.Reconciled)
     assert chosen.event.channel is C.SMS
+
+
+def test_an_enrichment_failure_is_read_back_from_the_retry_reason() -> None:
+    error = enrichment.Unavailable("enrichment source http://x/e answered 500: down")
+    reason = enrichment.retry_reason(3, error)
+    assert reason == "attempt 3 failed: enrichment source http://x/e answered 500: down"
+    assert enrichment.failure_in(reason) == str(error)
+    assert enrichment.failure_in("attempt 2 failed: 451 4.7.1 try later") is None
+    assert enrichment.failure_in("recipient erased") is None
+    assert enrichment.failure_in(None) is None

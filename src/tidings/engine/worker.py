@@ -227,6 +227,10 @@ class Worker:
             event, self.routing, quarantined=quarantined, now=now, deadline=deadline
         )
         if isinstance(decision, route.Finish):
+            failure = enrichment.failure_in(event.reason)
+            if decision.status is S.TOO_OLD and failure is not None:
+                # Out of time while waiting to try the enrichment source again.
+                return self._finish(event, S.DELIVERY_FAILED, failure, decision.publication)
             return self._finish(event, decision.status, decision.reason, decision.publication)
         publication, channel = decision.publication, decision.channel
         transport = self.transports.get(channel)
@@ -241,7 +245,7 @@ class Worker:
             except enrichment.Refused as exc:
                 return self._finish(event, S.DELIVERY_FAILED, str(exc), publication)
             except enrichment.Unavailable as exc:
-                return self._enrichment_retry(event, str(exc), publication, deadline)
+                return self._enrichment_retry(event, exc, publication, deadline)
         started = time.perf_counter_ns()
         try:
             message = self.renderer.render(
@@ -318,7 +322,7 @@ class Worker:
     def _enrichment_retry(
         self,
         event: model.Event,
-        reason: str,
+        error: enrichment.Unavailable,
         publication: model.Publication,
         deadline: int,
     ) -> queue.Completion:
@@ -333,10 +337,9 @@ class Worker:
             rng=self._rng,
         )
         if due > deadline:
-            return self._completion(event, S.DELIVERY_FAILED, reason, publication, finished=now)
-        return self._completion(
-            event, S.PENDING, f"attempt {event.attempts} failed: {reason}", publication, due_at=due
-        )
+            return self._completion(event, S.DELIVERY_FAILED, str(error), publication, finished=now)
+        reason = enrichment.retry_reason(event.attempts, error)
+        return self._completion(event, S.PENDING, reason, publication, due_at=due)
 
     def _finish(
         self,
