@@ -145,6 +145,7 @@ class Delivery(msgspec.Struct, frozen=True):
     render_us: int
     send_us: int
     created_at: int
+    provider_id: str = ""
 
 
 class EmailAddress(msgspec.Struct, frozen=True):
@@ -412,3 +413,17 @@ class Profile(msgspec.Struct, frozen=True):
     created_at: int = 0
     updated_at: int = 0
     id: int = 0
+
+
+class Receipt(msgspec.Struct, frozen=True):
+    """A provider's delivery receipt about one message, as the receipts table keeps it;
+    ``event_id`` is None when no delivery carries ``provider_id``."""
+
+    channel: Channel
+    provider_id: str
+    state: str
+    error: str
+    text: str
+    received_at: int
+    event_id: int | None = None
+    attempt: int | None = None
