@@ -19,6 +19,7 @@ from tidings import (
     apikeys,
     callbacks,
     clock,
+    enrichment,
     ids,
     inbound,
     ingest,
@@ -50,6 +51,7 @@ from tidings.store import (
 )
 from tidings.store import events as events_store
 from tidings.store import outbox as outbox_store
+from tidings.store import targeting as targeting_store
 
 log = logging.getLogger("tidings")
 
@@ -89,6 +91,7 @@ class App:
             self.transports[model.Channel.PUSH] = self._push_transport()
         self.callbacks: callbacks.Sender | None = None  # with a worker
         self.worker: worker.Worker | None = None
+        self.enricher = enrichment.Enricher(cache_size=settings.enrichment_cache_size)
         self.metrics = metrics.Metrics()
         self.limiter = ratelimit.Limiter.from_settings(settings)
         # True while the oldest due event waits longer than ``shed_queue_age`` (sampled).
@@ -149,6 +152,7 @@ class App:
                 transports=self.transports,
                 renderer=self.renderer,
                 counters=self.metrics,
+                enricher=self.enricher,
             )
             self.worker.start()
             self.callbacks = callbacks.Sender(self.db, self.webhook, self.settings)
@@ -183,6 +187,7 @@ class App:
         if self.notifier is not None:
             await self.notifier.aclose()
         await self.outbox.aclose()
+        await self.enricher.aclose()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -242,7 +247,10 @@ class App:
         """Reload event types and publications now."""
         try:
             async with self.db.connection() as conn:
-                self._routing = route.Routing.build(*await catalog.load_routing(conn))
+                self._routing = route.Routing.build(
+                    *await catalog.load_routing(conn),
+                    targeting=await targeting_store.list_targeting(conn),
+                )
                 specs = await design.list_specs(conn)
             self._specs = eventtypes.compile_specs(specs, self._specs)
             self._ctx_checkers = {

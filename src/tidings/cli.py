@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from tidings import (
@@ -27,10 +28,12 @@ from tidings import (
     logs,
     model,
     operators,
+    profiles,
     quarantine,
     server,
     subscriptions,
 )
+from tidings import targeting as targeting_ops
 from tidings.app import App
 from tidings.control import (
     adobe_import,
@@ -76,6 +79,13 @@ callbacks_cli = typer.Typer(
 cli.add_typer(callbacks_cli, name="callbacks")
 operators_cli = typer.Typer(help="Console operators.", no_args_is_help=True)
 cli.add_typer(operators_cli, name="operators")
+profiles_cli = typer.Typer(help="Recipient profiles.", no_args_is_help=True)
+cli.add_typer(profiles_cli, name="profiles")
+targeting_cli = typer.Typer(
+    help="An event type's reconciliation with profiles and enrichment source.",
+    no_args_is_help=True,
+)
+types_cli.add_typer(targeting_cli, name="targeting")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -942,6 +952,220 @@ def operators_disable(
         err.print(f"no operator {name}")
         raise typer.Exit(1)
     out.print(f"{'enabled' if enable else 'disabled'} {name}")
+
+
+# ---------------------------------------------------------------------------- profiles
+
+
+def _profile_json(p: model.Profile) -> dict[str, Any]:
+    return {
+        "externalId": p.external_id,
+        "email": p.email,
+        "mobilePhone": p.mobile_phone,
+        "pushTokens": list(p.push_tokens),
+        "language": p.language,
+        "attributes": p.attributes,
+        "createdAt": clock.format_iso(p.created_at),
+        "updatedAt": clock.format_iso(p.updated_at),
+    }
+
+
+@profiles_cli.command("upsert")
+def profiles_upsert(
+    external_id: Annotated[str, typer.Argument(help="The profile's external id.")],
+    email: Annotated[str | None, typer.Option(help="Email address.")] = None,
+    mobile_phone: Annotated[str | None, typer.Option(help="Mobile phone.")] = None,
+    push_token: Annotated[list[str] | None, typer.Option(help="Push token (repeatable).")] = None,
+    language: Annotated[str | None, typer.Option(help="Language tag (en, fr-CA).")] = None,
+    attr: Annotated[
+        list[str] | None, typer.Option(help="An attribute, NAME=VALUE (repeatable).")
+    ] = None,
+    attributes: Annotated[str | None, typer.Option(help="All attributes as a JSON object.")] = None,
+) -> None:
+    """Create or replace a profile."""
+    values: dict[str, Any] = {}
+    if attributes is not None:
+        try:
+            values = json.loads(attributes)
+        except json.JSONDecodeError as exc:
+            err.print(f"[red]--attributes is not JSON:[/red] {exc}")
+            raise typer.Exit(2) from None
+        if not isinstance(values, dict):
+            err.print("[red]--attributes must be a JSON object[/red]")
+            raise typer.Exit(2)
+    for item in attr or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            err.print(f"[red]--attr {item!r}: write NAME=VALUE[/red]")
+            raise typer.Exit(2)
+        values[name] = value
+    data = profiles.ProfileIn(
+        email=email,
+        mobilePhone=mobile_phone,
+        pushTokens=push_token or [],
+        language=language,
+        attributes=values,
+    )
+    try:
+        profile = profiles.prepare(data, clock.now_us(), external_id)
+    except profiles.InvalidProfile as exc:
+        err.print(f"[red]invalid profile:[/red] {exc.field}: {exc.message}")
+        raise typer.Exit(1) from None
+    stored, created = _with_app(lambda app: profiles.upsert(app.db, profile))
+    err.print(f"{'created' if created else 'replaced'} {stored.external_id}")
+    _print_json(_profile_json(stored))
+
+
+@profiles_cli.command("get")
+def profiles_get(external_id: Annotated[str, typer.Argument(help="External id.")]) -> None:
+    """Show a profile as JSON."""
+    found = _with_app(lambda app: profiles.get(app.db, external_id))
+    if found is None:
+        err.print(f"no profile {external_id}")
+        raise typer.Exit(1)
+    _print_json(_profile_json(found))
+
+
+@profiles_cli.command("delete")
+def profiles_delete(external_id: Annotated[str, typer.Argument(help="External id.")]) -> None:
+    """Delete a profile and erase its data from queued events (right to erasure)."""
+    erasure = _with_app(lambda app: profiles.delete(app.db, external_id))
+    if erasure is None:
+        err.print(f"no profile {external_id}")
+        raise typer.Exit(1)
+    out.print(f"deleted {external_id}; its data erased from {erasure.events} queued event(s)")
+
+
+_SUFFIX_FORMAT = {
+    ".csv": profiles.Format.CSV,
+    ".json": profiles.Format.JSON,
+    ".ndjson": profiles.Format.JSON,
+    ".jsonl": profiles.Format.JSON,
+}
+
+
+@profiles_cli.command("import")
+def profiles_import(
+    file: Annotated[Path, typer.Argument(help="NDJSON or CSV file ('-' reads stdin).")],
+    fmt: Annotated[
+        profiles.Format | None,
+        typer.Option("--format", help="json (NDJSON) or csv; default: from the file name."),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Import profiles in batches of 1,000 per transaction; bad lines are reported by number
+    and the rest is imported."""
+    chosen = fmt or _SUFFIX_FORMAT.get(file.suffix.lower())
+    if chosen is None:
+        err.print("[red]say --format json or --format csv[/red]")
+        raise typer.Exit(2)
+    fmt_known: profiles.Format = chosen
+    try:
+        stream = sys.stdin.buffer if str(file) == "-" else file.open("rb")
+        size = None if str(file) == "-" else file.stat().st_size
+    except OSError as exc:
+        err.print(f"[red]cannot read {file}:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+    async def action(app: App) -> profiles.ImportResult:
+        bar = Progress(
+            TextColumn("[bold]{task.fields[rows]:,}[/bold] profiles"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not progress,
+        )
+        parser = profiles.Parser(fmt_known)
+        importer = profiles.Importer(app.db)
+        with bar, stream:
+            task = bar.add_task("import", total=size, rows=0)
+            while chunk := stream.read(1 << 18):
+                await importer.add(parser.feed(chunk))
+                bar.update(task, advance=len(chunk), rows=importer.result.imported)
+            await importer.add(parser.finish())
+            result = await importer.finish()
+            bar.update(task, rows=result.imported)
+        return result
+
+    result = _with_app(action)
+    for e in result.errors:
+        err.print(f"{file}:{e.line}: {e.message}", markup=False)
+    if result.failed > len(result.errors):
+        err.print(f"... and {result.failed - len(result.errors)} more bad lines")
+    out.print(f"imported {result.imported} profiles, {result.failed} bad lines")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------- targeting
+
+
+@targeting_cli.command("get")
+def targeting_get(name: Annotated[str, typer.Argument(help="Event type name.")]) -> None:
+    """Show an event type's reconciliation and enrichment settings."""
+    try:
+        found = _with_app(lambda app: targeting_ops.get(app.db, name))
+    except targeting_ops.UnknownEventType:
+        err.print(f"no event type {name}")
+        raise typer.Exit(1) from None
+    _print_json(targeting_ops.describe(found))
+
+
+@targeting_cli.command("set")
+def targeting_set(
+    name: Annotated[str, typer.Argument(help="Event type name.")],
+    reconcile_by: Annotated[
+        model.ReconcileBy, typer.Option(help="Match events to a profile by this field.")
+    ] = model.ReconcileBy.NONE,
+    on_missing: Annotated[
+        model.OnMissing, typer.Option(help="No profile found: send anyway, or targetingFailed.")
+    ] = model.OnMissing.SEND,
+    enrichment_url: Annotated[str | None, typer.Option(help="HTTP enrichment source.")] = None,
+    enrichment_method: Annotated[str, typer.Option(help="GET or POST.")] = "POST",
+    enrichment_timeout: Annotated[float, typer.Option(help="Seconds per call.")] = 2.0,
+    enrichment_ttl: Annotated[float, typer.Option(help="Seconds an answer is cached.")] = 60.0,
+    enrichment_header: Annotated[
+        list[str] | None, typer.Option(help="'Name: value' sent to the source (repeatable).")
+    ] = None,
+) -> None:
+    """Set (replace) an event type's reconciliation and enrichment settings."""
+    headers: dict[str, str] = {}
+    for item in enrichment_header or []:
+        key, sep, value = item.partition(":")
+        if not sep:
+            err.print(f"[red]--enrichment-header {item!r}: write 'Name: value'[/red]")
+            raise typer.Exit(2)
+        headers[key.strip()] = value.strip()
+    data = targeting_ops.TargetingIn(
+        reconcileBy=reconcile_by,
+        onMissing=on_missing,
+        enrichmentUrl=enrichment_url,
+        enrichmentMethod=enrichment_method,
+        enrichmentTimeout=enrichment_timeout,
+        enrichmentTtl=enrichment_ttl,
+        enrichmentHeaders=headers,
+    )
+    try:
+        stored = _with_app(lambda app: targeting_ops.put(app.db, name, data))
+    except targeting_ops.UnknownEventType:
+        err.print(f"no event type {name}")
+        raise typer.Exit(1) from None
+    except targeting_ops.InvalidTargeting as exc:
+        err.print(f"[red]invalid:[/red] {exc.field}: {exc.message}")
+        raise typer.Exit(1) from None
+    _print_json(targeting_ops.describe(stored))
+
+
+@targeting_cli.command("clear")
+def targeting_clear(name: Annotated[str, typer.Argument(help="Event type name.")]) -> None:
+    """Remove an event type's reconciliation and enrichment settings."""
+    try:
+        _with_app(lambda app: targeting_ops.delete(app.db, name))
+    except targeting_ops.UnknownEventType:
+        err.print(f"no event type {name}")
+        raise typer.Exit(1) from None
+    out.print(f"{name}: no reconciliation, no enrichment")
 
 
 def main() -> None:

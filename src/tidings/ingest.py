@@ -135,7 +135,9 @@ def prepare(
         channel = routing.channel_for(submission.type, channel)
     if channel is not None:
         needed = route.address_for(channel, model.Recipient(email, phone, r.pushToken))
-        if channel is not model.Channel.WEBHOOK and not needed:
+        # A reconciling type's profile may hold the address (checked when it is sent).
+        reconciles = routing is not None and routing.reconciles(submission.type)
+        if channel is not model.Channel.WEBHOOK and not needed and not reconciles:
             field = {"email": "email", "sms": "mobilePhone", "push": "pushToken"}[channel]
             raise InvalidEvent(
                 f"$.recipient.{field}",

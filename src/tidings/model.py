@@ -26,6 +26,9 @@ class EventStatus(enum.StrEnum):
     DELIVERY_FAILED = "deliveryFailed"
     ROUTING_FAILED = "routingFailed"
     TOO_OLD = "tooOld"
+    #: Reconciliation found no profile (and the event type says not to send without one),
+    #: or the recipient's data was erased before the event was sent.
+    TARGETING_FAILED = "targetingFailed"
 
 
 S = EventStatus
@@ -44,6 +47,7 @@ TRANSITIONS: Mapping[EventStatus, frozenset[EventStatus]] = {
             S.DELIVERY_FAILED,
             S.ROUTING_FAILED,
             S.TOO_OLD,
+            S.TARGETING_FAILED,
         }
     ),
     S.PAUSED: frozenset({S.PENDING}),
@@ -52,6 +56,7 @@ TRANSITIONS: Mapping[EventStatus, frozenset[EventStatus]] = {
     S.DELIVERY_FAILED: frozenset(),
     S.ROUTING_FAILED: frozenset(),
     S.TOO_OLD: frozenset(),
+    S.TARGETING_FAILED: frozenset(),
 }
 
 #: Statuses an event never leaves.
@@ -364,6 +369,53 @@ class ApiKey(msgspec.Struct, frozen=True):
     scopes: frozenset[str]
     created_at: int
     revoked_at: int | None = None
+
+
+class ReconcileBy(enum.StrEnum):
+    """Which recipient field an event type's events are matched to a profile by."""
+
+    NONE = "none"
+    EXTERNAL_ID = "externalId"
+    EMAIL = "email"
+    MOBILE_PHONE = "mobilePhone"
+
+
+class OnMissing(enum.StrEnum):
+    """What happens to an event whose reconciliation finds no profile."""
+
+    SEND = "send"
+    TARGETING_FAILED = "targetingFailed"
+
+
+class Targeting(msgspec.Struct, frozen=True):
+    """An event type's reconciliation and enrichment settings (none by default).
+
+    ``enrichment_url`` empty: no enrichment source. Durations are in seconds.
+    """
+
+    event_type: str
+    reconcile_by: ReconcileBy = ReconcileBy.NONE
+    on_missing: OnMissing = OnMissing.SEND
+    enrichment_url: str = ""
+    enrichment_method: str = "POST"
+    enrichment_timeout: float = 2.0
+    enrichment_ttl: float = 60.0
+    enrichment_headers: dict[str, str] = {}
+    updated_at: int = 0
+
+
+class Profile(msgspec.Struct, frozen=True):
+    """What Tidings holds about a recipient, keyed by the caller's ``external_id``."""
+
+    external_id: str
+    email: str | None = None
+    mobile_phone: str | None = None
+    push_tokens: tuple[str, ...] = ()
+    language: str | None = None
+    attributes: dict[str, Any] = {}
+    created_at: int = 0
+    updated_at: int = 0
+    id: int = 0
 
 
 class Receipt(msgspec.Struct, frozen=True):

@@ -411,6 +411,15 @@ class Settings:
         "Dashboard warning/alert thresholds for the average processing time (received to "
         "sent), in seconds.",
     )
+    # Profiles and enrichment
+    profile_import_max_bytes: int = _field(
+        1073741824,
+        "Largest body `POST /api/v1/profiles/import` accepts (413 above it); the import is "
+        "read as a stream, so this bounds the file, not memory.",
+    )
+    enrichment_cache_size: int = _field(
+        10000, "Most enrichment answers kept in the cache (least recently used go first)."
+    )
 
     @classmethod
     def load(

@@ -34,7 +34,7 @@ ADOBE_EXAMPLE: dict[str, Any] = {
     "ctx": EXAMPLE_CTX,
 }
 JSON_UTF8 = {"Content-Type": "application/json;charset=utf-8"}
-FINAL = ("processed", "ignored", "deliveryFailed", "routingFailed", "tooOld")
+FINAL = ("processed", "ignored", "deliveryFailed", "routingFailed", "tooOld", "targetingFailed")
 _ANY = object()
 
 

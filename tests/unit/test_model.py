@@ -19,6 +19,7 @@ def test_status_names_are_adobes() -> None:
         "deliveryFailed",
         "routingFailed",
         "tooOld",
+        "targetingFailed",
     ]
 
 
@@ -60,6 +61,7 @@ def test_final_statuses_have_no_way_out() -> None:
         S.DELIVERY_FAILED,
         S.ROUTING_FAILED,
         S.TOO_OLD,
+        S.TARGETING_FAILED,
     } == model.FINAL_STATUSES
 
 

@@ -11,6 +11,8 @@
 - ``/api/v1/callbacks/...``: status-callback subscriptions and their log (:mod:`.callbacks`).
 - ``/api/v1/reports/...``: event history, service level, processing time (:mod:`.reports`).
 - ``/console``: the web console (:mod:`tidings.console`).
+- ``/api/v1/profiles``, ``/api/v1/event-types/{name}/targeting``: profiles, reconciliation
+  and enrichment (:mod:`.profiles`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tidings.api import (
     events,
     openapi,
     ops,
+    profiles,
     reports,
     soap,
     templates,
@@ -84,6 +87,7 @@ def create_app(app: App) -> Litestar:
             templates.router(app),
             reports.router(app),
             console.router(app),
+            profiles.router(app),
         ],
         exception_handlers={
             errors.ApiError: errors.handle_api_error,

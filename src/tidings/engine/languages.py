@@ -53,7 +53,13 @@ def pick(variants: Mapping[str, T], event: model.Event, field: str) -> T | None:
 def variant(variants: Mapping[str, Any], event: model.Event, field: str) -> str:
     """The name of the variant for the event's language (as ``variants`` spells it), or ''
     for the fallback."""
-    wanted = language_of(event, field)
+    return match(variants, language_of(event, field))
+
+
+def match(variants: Mapping[str, Any], wanted: str) -> str:
+    """The name of the variant for language ``wanted`` (exact, then its primary language),
+    or ''."""
+    wanted = wanted.strip().lower().replace("_", "-")
     if not wanted or not variants:
         return ""
     by_name = {name.lower(): name for name in variants}

@@ -11,7 +11,9 @@ internals, whoever wrote it), compiled once per published version and cached. Th
 
 - ``ctx``: the event's context (``{{ ctx.firstName }}``),
 - ``recipient``: ``email``, ``mobilePhone``, ``pushToken``, ``externalId``,
-- ``event``: ``id``, ``type``, ``receivedAt``.
+- ``event``: ``id``, ``type``, ``receivedAt``,
+- with reconciliation and enrichment (engine/reconciliation.py, enrichment.py): ``profile``,
+  ``language`` and ``enrichment``.
 
 A missing variable renders as an empty string, as in Adobe's personalisation; validation at
 publish time is where unknown variables are caught. HTML is autoescaped; subject and text are
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import jinja2
@@ -271,11 +274,16 @@ class Renderer:
         )
         return f"{event_id}.tidings@{domain or 'localhost'}"
 
-    def render(self, compiled: Compiled, event: model.Event) -> Message:
-        """The message ``event`` gets from ``compiled``, whatever its channel."""
+    def render(
+        self, compiled: Compiled, event: model.Event, extra: Mapping[str, Any] | None = None
+    ) -> Message:
+        """The message ``event`` gets from ``compiled``, whatever its channel; ``extra``
+        variables (``profile``, ``language``, ``enrichment``) join the event's."""
         if isinstance(compiled, CompiledEmail):
-            return self.render_email(compiled, event)
+            return self.render_email(compiled, event, extra)
         variables = {**self._text.globals, **template_variables(event)}
+        if extra:
+            variables.update(extra)
         try:
             if isinstance(compiled, CompiledSms):
                 return model.SmsMessage(
@@ -341,11 +349,15 @@ class Renderer:
             ),
         )
 
-    def render_email(self, compiled: CompiledEmail, event: model.Event) -> model.EmailMessage:
+    def render_email(
+        self, compiled: CompiledEmail, event: model.Event, extra: Mapping[str, Any] | None = None
+    ) -> model.EmailMessage:
         """The email ``event`` gets from ``compiled``."""
         # One context dict for every part, built once (``Template.render`` would copy the
         # variables and the environment's globals again for each part).
         variables = {**self._text.globals, **template_variables(event)}
+        if extra:
+            variables.update(extra)
         try:
             subject = " ".join(_render(compiled.subject, variables).split())
             html = _render(compiled.html, variables) if compiled.html is not None else ""

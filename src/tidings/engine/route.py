@@ -22,6 +22,8 @@ class Routing(msgspec.Struct, frozen=True):
     revision: int
     types: dict[str, model.EventType]
     publications: dict[tuple[str, model.Channel], model.Publication]
+    #: Reconciliation and enrichment per event type (engine/reconciliation.py).
+    targeting: dict[str, model.Targeting] = {}
 
     @classmethod
     def build(
@@ -29,13 +31,21 @@ class Routing(msgspec.Struct, frozen=True):
         revision: int,
         types: Iterable[model.EventType],
         publications: Iterable[model.Publication],
+        targeting: Iterable[model.Targeting] = (),
     ) -> Routing:
         """A snapshot from store records."""
         return cls(
             revision=revision,
             types={t.name: t for t in types},
             publications={(p.event_type, p.channel): p for p in publications},
+            targeting={t.event_type: t for t in targeting},
         )
+
+    def reconciles(self, event_type: str) -> bool:
+        """Whether events of this type are matched to a profile (which may fill in an
+        address the event lacks)."""
+        t = self.targeting.get(event_type)
+        return t is not None and t.reconcile_by is not model.ReconcileBy.NONE
 
     def channel_for(self, event_type: str, wished: model.Channel | None) -> model.Channel | None:
         """The channel an event goes by: its wish, or its type's default."""

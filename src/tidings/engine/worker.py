@@ -21,12 +21,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from tidings import clock, metrics, model
+from tidings import clock, enrichment, metrics, model
 from tidings.channels import base
-from tidings.engine import languages, render, retry, route
+from tidings.engine import languages, reconciliation, render, retry, route
 from tidings.settings import Settings
 from tidings.store import batching, catalog, queue
 from tidings.store import quarantine as quarantine_store
+from tidings.store import targeting as targeting_store
 from tidings.store.database import Database, Unavailable
 
 log = logging.getLogger("tidings.worker")
@@ -37,7 +38,7 @@ _FINAL_KIND = {
     model.OutcomeKind.IGNORED: S.IGNORED,
 }
 # Outcomes an operator wants to see without debug logging (one line per event).
-_LOGGED_AT_INFO = frozenset({S.DELIVERY_FAILED, S.ROUTING_FAILED, S.TOO_OLD})
+_LOGGED_AT_INFO = frozenset({S.DELIVERY_FAILED, S.ROUTING_FAILED, S.TOO_OLD, S.TARGETING_FAILED})
 
 
 class Worker:
@@ -52,6 +53,7 @@ class Worker:
         renderer: render.Renderer,
         rng: random.Random | None = None,
         counters: metrics.Metrics | None = None,
+        enricher: enrichment.Enricher | None = None,
     ):
         self.db = db
         self.settings = settings
@@ -60,6 +62,8 @@ class Worker:
         self.routing = route.Routing.build(-1, (), ())
         self._rng = rng or random.Random()
         self.metrics = counters or metrics.Metrics()
+        self._owns_enricher = enricher is None
+        self.enricher = enricher or enrichment.Enricher()
         self._wake = asyncio.Event()
         self._stopping = False
         self._inflight: dict[int, tuple[int, asyncio.Task[None]]] = {}
@@ -100,6 +104,8 @@ class Worker:
                     await queue.release_events(conn, leftovers, clock.now_us())
                 log.info("released %d in-flight events", len(leftovers))
         await self.recorder.aclose()
+        if self._owns_enricher:
+            await self.enricher.aclose()
 
     async def run(self) -> None:
         """Claim and dispatch until stopped."""
@@ -143,25 +149,23 @@ class Worker:
         if not claimed:
             return True
         self.claimed += len(claimed)
-        # One query per channel the batch goes by (usually one): which addresses are
-        # quarantined on it.
-        wanted: dict[model.Channel, list[str]] = {}
-        for e in claimed:
-            channel = self.routing.channel_for(e.type, e.channel)
-            address = None if channel is None else route.address_for(channel, e.recipient)
-            if channel is not None and address:
-                wanted.setdefault(channel, []).append(address)
-        quarantined: set[str] = set()
-        if wanted:
-            async with self.db.connection() as conn:
-                for channel, addresses in wanted.items():
-                    quarantined |= await quarantine_store.find_quarantined(
-                        conn, channel, addresses, now
-                    )
+        async with self.db.connection() as conn:
+            # One query for the profiles of the whole batch, and one per channel for the
+            # quarantined addresses among the events' and their profiles' addresses.
+            profiles = await reconciliation.profiles_for(conn, claimed, self.routing)
+            wanted: dict[model.Channel, set[str]] = {}
+            for e in claimed:
+                for channel, address in _addresses(e.recipient, profiles.get(e.id)):
+                    wanted.setdefault(channel, set()).add(address)
+            quarantined: set[str] = set()
+            for channel, addresses in wanted.items():
+                quarantined |= await quarantine_store.find_quarantined(
+                    conn, channel, sorted(addresses), now
+                )
         loop = asyncio.get_running_loop()
         for event in claimed:
             await self._slots.acquire()
-            task = loop.create_task(self._process(event, quarantined))
+            task = loop.create_task(self._process(event, quarantined, profiles.get(event.id)))
             self._inflight[event.id] = (event.attempts, task)
         return len(claimed) < limit
 
@@ -181,17 +185,22 @@ class Worker:
     async def reload_routing(self) -> None:
         """Read event types and publications again."""
         async with self.db.connection() as conn:
-            self.routing = route.Routing.build(*await catalog.load_routing(conn))
+            self.routing = route.Routing.build(
+                *await catalog.load_routing(conn),
+                targeting=await targeting_store.list_targeting(conn),
+            )
 
     # ------------------------------------------------------------------ one event
 
-    async def _process(self, event: model.Event, quarantined: set[str]) -> None:
+    async def _process(
+        self, event: model.Event, quarantined: set[str], profile: model.Profile | None = None
+    ) -> None:
         # Every line about an event carries its id as a field (``event_id`` in JSON logs).
         # Passed explicitly rather than through a context variable: tasks started while an
         # event is handled (the outcome recorder, SMTP connections) would inherit it.
         about = {"event_id": str(event.id)}
         try:
-            completion = await self.handle(event, quarantined)
+            completion = await self.handle(event, quarantined, profile)
             await self.recorder.submit(completion)
             self.metrics.recorded(event.type, completion.status)
             if completion.status in _LOGGED_AT_INFO:
@@ -209,14 +218,24 @@ class Worker:
             self._inflight.pop(event.id, None)
             self._slots.release()
 
-    async def handle(self, event: model.Event, quarantined: set[str]) -> queue.Completion:
+    async def handle(
+        self, event: model.Event, quarantined: set[str], profile: model.Profile | None = None
+    ) -> queue.Completion:
         """Take one claimed event to its next status."""
         now = clock.now_us()
         deadline = retry.deadline(event, int(self.settings.event_validity * 1_000_000))
+        reconciled = reconciliation.reconcile(event, self.routing, profile)
+        if isinstance(reconciled, route.Finish):
+            return self._finish(event, reconciled.status, reconciled.reason, None)
+        event, variables = reconciled.event, reconciled.variables
         decision = route.decide(
             event, self.routing, quarantined=quarantined, now=now, deadline=deadline
         )
         if isinstance(decision, route.Finish):
+            failure = enrichment.failure_in(event.reason)
+            if decision.status is S.TOO_OLD and failure is not None:
+                # Out of time while waiting to try the enrichment source again.
+                return self._finish(event, S.DELIVERY_FAILED, failure, decision.publication)
             return self._finish(event, decision.status, decision.reason, decision.publication)
         publication, channel = decision.publication, decision.channel
         transport = self.transports.get(channel)
@@ -224,14 +243,25 @@ class Worker:
             return self._finish(
                 event, S.ROUTING_FAILED, f"no transport for the {channel} channel", publication
             )
+        targeting = self.routing.targeting.get(event.type)
+        if targeting is not None and targeting.enrichment_url:
+            try:
+                variables["enrichment"] = await self.enricher.fetch(targeting, event)
+            except enrichment.Refused as exc:
+                return self._finish(event, S.DELIVERY_FAILED, str(exc), publication)
+            except enrichment.Unavailable as exc:
+                return self._enrichment_retry(event, exc, publication, deadline)
         started = time.perf_counter_ns()
         try:
             language = (
                 languages.variant(publication.variants, event, publication.language_field)
+                or languages.match(publication.variants, str(variables.get("language") or ""))
                 if publication.variants
                 else ""
             )
-            message = self.renderer.render(self.renderer.compile(publication, language), event)
+            message = self.renderer.render(
+                self.renderer.compile(publication, language), event, variables or None
+            )
         except render.RenderError as exc:
             return self._finish(event, S.DELIVERY_FAILED, str(exc), publication)
         rendered = time.perf_counter_ns()
@@ -302,6 +332,28 @@ class Worker:
             sent=now if status is S.PROCESSED else None,
         )
 
+    def _enrichment_retry(
+        self,
+        event: model.Event,
+        error: enrichment.Unavailable,
+        publication: model.Publication,
+        deadline: int,
+    ) -> queue.Completion:
+        """Try again after an enrichment failure, or fail once out of time."""
+        now = clock.now_us()
+        due = retry.next_attempt_at(
+            event,
+            now,
+            retry_after=None,
+            base=self.settings.retry_base,
+            cap=self.settings.retry_max,
+            rng=self._rng,
+        )
+        if due > deadline:
+            return self._completion(event, S.DELIVERY_FAILED, str(error), publication, finished=now)
+        reason = enrichment.retry_reason(event.attempts, error)
+        return self._completion(event, S.PENDING, reason, publication, due_at=due)
+
     def _finish(
         self,
         event: model.Event,
@@ -351,3 +403,18 @@ class Worker:
                 # recording them late beats sending them twice after the lease runs out.
                 log.warning("cannot record %d outcomes yet: %s", len(completions), exc)
                 await asyncio.sleep(min(self.settings.poll_interval, 1.0))
+
+
+def _addresses(
+    recipient: model.Recipient, profile: model.Profile | None
+) -> list[tuple[model.Channel, str]]:
+    """Every (channel, address) an event may be sent to: its own, and its profile's."""
+    found = [
+        (model.Channel.EMAIL, recipient.email),
+        (model.Channel.SMS, recipient.mobilePhone),
+        (model.Channel.PUSH, recipient.pushToken),
+    ]
+    if profile is not None:
+        found += [(model.Channel.EMAIL, profile.email), (model.Channel.SMS, profile.mobile_phone)]
+        found += [(model.Channel.PUSH, t) for t in profile.push_tokens]
+    return [(c, a) for c, a in found if a]

@@ -272,6 +272,43 @@ bounces = sa.Table(
     sa.Index("ix_bounces_address_received_at", "address", "received_at"),
 )
 
+# -- profiles and targeting (store/profiles.py, store/targeting.py) -----------------------------
+
+#: What Tidings knows about a recipient; events of a reconciling event type are matched to one.
+profiles = sa.Table(
+    "profiles",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("external_id", sa.Text, nullable=False, unique=True),
+    sa.Column("email", sa.Text, nullable=True),
+    sa.Column("mobile_phone", sa.Text, nullable=True),
+    sa.Column("push_tokens", sa.Text, nullable=False, comment="JSON list"),
+    sa.Column("language", sa.Text, nullable=True),
+    sa.Column("attributes", sa.Text, nullable=False, comment="JSON object"),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.Column("updated_at", BigInt, nullable=False),
+    sa.Index("ix_profiles_email", "email"),
+    sa.Index("ix_profiles_mobile_phone", "mobile_phone"),
+)
+
+#: Per event type: reconciliation with profiles and the HTTP enrichment source (kept apart
+#: from ``event_types`` so that each can change without the other).
+event_type_targeting = sa.Table(
+    "event_type_targeting",
+    metadata,
+    sa.Column("event_type", sa.Text, primary_key=True),
+    sa.Column(
+        "reconcile_by", sa.Text, nullable=False, comment="none, externalId, email, mobilePhone"
+    ),
+    sa.Column("on_missing", sa.Text, nullable=False, comment="send or targetingFailed"),
+    sa.Column("enrichment_url", sa.Text, nullable=True),
+    sa.Column("enrichment_method", sa.Text, nullable=False, comment="GET or POST"),
+    sa.Column("enrichment_timeout", sa.Float, nullable=False, comment="seconds"),
+    sa.Column("enrichment_ttl", sa.Float, nullable=False, comment="seconds an answer is cached"),
+    sa.Column("enrichment_headers", sa.Text, nullable=False, comment="JSON object"),
+    sa.Column("updated_at", BigInt, nullable=False),
+)
+
 # -- delivery receipts (store/receipts.py) ---------------------------------------------------------
 
 #: One row per delivery receipt (an SMPP ``deliver_sm`` receipt), matched to the delivery by the
