@@ -46,3 +46,12 @@ def test_nested_fields_and_the_recipient() -> None:
     assert languages.pick(VARIANTS, nested, "ctx.customer.locale") == "German"
     assert languages.pick(VARIANTS, event({"customer": "x"}), "ctx.customer.locale") is None
     assert languages.pick(VARIANTS, event({}), "recipient.externalId") == "French"
+
+
+def test_match_by_a_language_name() -> None:
+    variants = {"fr": 1, "de-CH": 2}
+    assert languages.match(variants, "FR_ca") == "fr"
+    assert languages.match(variants, "de-ch") == "de-CH"
+    assert languages.match(variants, "de") == ""
+    assert languages.match(variants, " ") == ""
+    assert languages.match({}, "fr") == ""
