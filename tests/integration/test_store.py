@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
+
 from tidings import clock, ids, model
 from tidings.store import catalog, idempotency, keys, nodes, outbox, queue
 from tidings.store import events as events_store
@@ -78,6 +80,67 @@ async def test_high_instance_ids_round_trip(db: Database) -> None:
     assert got is not None
     assert got.id == e.id
     assert ids.instance_of(got.id) == 250
+
+
+async def test_a_batch_of_events_is_written_field_for_field(db: Database) -> None:
+    # Several events at once take the one-statement path (PostgreSQL: arrays and unnest);
+    # every field, NULL or not, and high-instance (negative when stored) ids round-trip.
+    high = ids.IdGenerator(250, 2, ids.clock_ms(), ids.clock_ms() + 10**6)
+    batch = [
+        events_store.NewEvent(
+            id=(high if n % 2 else _gen).next(),
+            type=f"type{n}",
+            channel="sms" if n % 3 == 0 else None,
+            email=None if n % 3 == 0 else f"u{n}@example.com",
+            mobile_phone="+4917012345" if n % 3 == 0 else None,
+            push_token="tok\u00e9n" if n == 4 else None,
+            external_id=f"ext-{n}" if n % 2 else None,
+            ctx=b'{"n":%d,"s":"\xc3\xa9"}' % n,
+            priority=n % 10,
+            source="soap" if n == 5 else "api",
+            received_at=NOW + n,
+            scheduled_at=NOW + 1000 if n == 2 else None,
+            expires_at=NOW + 10**9 if n == 3 else None,
+            due_at=NOW + n,
+        )
+        for n in range(7)
+    ]
+    async with db.transaction() as conn:
+        assert len(events_store.insert_steps(batch, conn.dialect)) == 1
+        await events_store.insert_events(conn, batch)
+    async with db.connection() as conn:
+        stored = [await events_store.get_event(conn, e.id) for e in batch]
+    for e, got in zip(batch, stored, strict=True):
+        assert got is not None
+        assert (
+            got.id,
+            got.type,
+            got.channel,
+            got.recipient,
+            got.ctx,
+            got.priority,
+            got.status,
+            got.source,
+            got.received_at,
+            got.scheduled_at,
+            got.expires_at,
+            got.due_at,
+            got.attempts,
+        ) == (
+            e.id,
+            e.type,
+            None if e.channel is None else model.Channel(e.channel),
+            model.Recipient(e.email, e.mobile_phone, e.push_token, e.external_id),
+            msgspec.json.decode(e.ctx),
+            e.priority,
+            S.PENDING,
+            e.source,
+            e.received_at,
+            e.scheduled_at,
+            e.expires_at,
+            e.due_at,
+            0,
+        )
 
 
 async def test_claim_takes_priority_then_oldest_and_skips_future(db: Database) -> None:
