@@ -57,18 +57,27 @@ async def run(
     api: bool = True,
     worker: bool = True,
     ready: Callable[[App, str | None], Awaitable[None] | None] | None = None,
+    sock: socket.socket | None = None,
+    setup: bool = True,
+    serving: Callable[[], None] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM; ``ready`` is called once the process is up, with the App
     and the key created on first start (if any). The listening socket is bound first, so a
-    port in use fails at once (:class:`PortInUse`), before anything is written."""
+    port in use fails at once (:class:`PortInUse`), before anything is written.
+
+    One of several processes (:mod:`tidings.supervisor`) passes the listening ``sock`` it
+    inherited, and ``setup=False``: its parent migrated the database and made the first
+    start's key already; ``serving`` is called once the API accepts requests (or, without
+    the API, once the process is up)."""
     # The database driver threads (SQLite's writer and readers) hand results back to the
     # event loop and need the GIL to do so; with the default 5 ms switch interval a busy
     # loop keeps them waiting that long each time. 0.5 ms measured 4.1k -> 5.7k single-event
     # POSTs a second (BENCHMARKS.md).
     sys.setswitchinterval(SWITCH_INTERVAL)
-    sock = listen(settings.host, settings.port) if api else None
+    if sock is None and api:
+        sock = listen(settings.host, settings.port)
     try:
-        await _run(settings, sock, worker=worker, ready=ready)
+        await _run(settings, sock, worker=worker, ready=ready, setup=setup, serving=serving)
     finally:
         if sock is not None:
             sock.close()
@@ -101,31 +110,46 @@ async def _run(
     *,
     worker: bool,
     ready: Callable[[App, str | None], Awaitable[None] | None] | None,
+    setup: bool,
+    serving: Callable[[], None] | None = None,
 ) -> None:
     api = sock is not None
-    async with App.running(settings, run_worker=worker) as app:
-        new_key = await first_start(app) if api else None
+    async with App.running(settings, run_worker=worker, migrate_schema=setup) as app:
+        new_key = await first_start(app) if api and setup else None
         if ready is not None:
             result = ready(app, new_key)
             if result is not None:
                 await result
         if sock is not None:
-            await serve_http(http_server(app), sock)
+            await serve_http(http_server(app), sock, serving)
         else:
+            if serving is not None:
+                serving()
             await _until_signal()
 
 
-async def serve_http(server: uvicorn.Server, sock: socket.socket) -> None:
+async def serve_http(
+    server: uvicorn.Server, sock: socket.socket, serving: Callable[[], None] | None = None
+) -> None:
     """Serve until SIGINT/SIGTERM. uvicorn re-raises the signal once it has stopped, which with
     the default handlers would kill the process before the worker released its events and the
     database closed; the handlers installed here take that second delivery instead, so the
     process stops in order and exits 0."""
     previous = {sig: signal.signal(sig, _after_uvicorn) for sig in (signal.SIGINT, signal.SIGTERM)}
+    watch = None if serving is None else asyncio.create_task(_tell_started(server, serving))
     try:
         await server.serve(sockets=[sock])
     finally:
+        if watch is not None:
+            watch.cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+async def _tell_started(server: uvicorn.Server, serving: Callable[[], None]) -> None:
+    while not server.started:  # noqa: ASYNC110 (uvicorn sets a flag; it has no event)
+        await asyncio.sleep(0.01)
+    serving()
 
 
 def _after_uvicorn(sig: int, frame: object) -> None:
