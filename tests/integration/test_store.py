@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 
 import msgspec
 
 from tidings import clock, ids, model
-from tidings.store import catalog, idempotency, keys, nodes, outbox, queue
+from tidings.store import catalog, database, idempotency, keys, nodes, outbox, queue
 from tidings.store import events as events_store
 from tidings.store import quarantine as quarantine_store
 from tidings.store.database import Database
@@ -366,3 +368,41 @@ async def test_id_slots_are_exclusive_and_resume_after_reservation(db: Database)
     assert c[1] > now + 5000
     async with db.transaction() as conn:
         assert not await nodes.renew_slot(conn, 3, a[0], "a", now + 9000)
+
+
+async def test_sqlite_writers_of_several_processes_take_turns(sqlite_url: str) -> None:
+    # Each process's writer holds an flock on "<file>-writer" while it writes, so the next
+    # one is woken by the kernel the moment it may write (SQLite's busy handler sleeps).
+    path = database.sqlite_path(sqlite_url)
+    first = await database.connect(sqlite_url)
+    second = await database.connect(sqlite_url)
+    probe = os.open(f"{path}-writer", os.O_RDWR)
+    try:
+
+        def free() -> bool:
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(probe, fcntl.LOCK_UN)
+            return True
+
+        assert free()
+        one, two = new_event(), new_event()
+        async with first.transaction() as conn:
+            await events_store.insert_events(conn, [one])
+            assert not free()
+            waiting = asyncio.ensure_future(
+                second.write_many(events_store.insert_steps([two], "sqlite"))
+            )
+            await asyncio.sleep(0.1)
+            assert not waiting.done()  # its turn comes after our COMMIT
+        await waiting
+        assert free()
+        async with second.connection() as conn:
+            assert await events_store.get_event(conn, one.id) is not None
+            assert await events_store.get_event(conn, two.id) is not None
+    finally:
+        os.close(probe)
+        await first.close()
+        await second.close()
