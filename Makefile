@@ -18,6 +18,7 @@ run: $(BIN)/tidings
 ## test: install, make sure the test services are there, lint, type-check and run every test
 test: $(BIN)/tidings
 	scripts/test-services
+	npm ci --prefix tests/peers/smsc --no-audit --no-fund --silent
 	$(MAKE) check
 	$(BIN)/pytest
 

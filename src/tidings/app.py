@@ -15,10 +15,11 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from tidings import apikeys, clock, ids, inbound, ingest, metrics, model, ratelimit
+from tidings import apikeys, clock, ids, inbound, ingest, metrics, model, ratelimit, receipts
 from tidings.channels import base, failover
 from tidings.channels.email import outbox as outbox_transport
 from tidings.channels.email import smtp
+from tidings.channels.sms import smpp
 from tidings.engine import render, route, worker
 from tidings.settings import Settings
 from tidings.store import (
@@ -56,6 +57,7 @@ class App:
         self.renderer = render.Renderer(
             default_sender=settings.default_sender,
             message_id_domain=settings.message_id_domain,
+            bounce_address=settings.bounce_address,
         )
         self.outbox: batching.GroupCommitter[model.OutboxMessage, None] = batching.GroupCommitter(
             self._keep_outbox, max_items=500, name="outbox"
@@ -63,6 +65,8 @@ class App:
         self.transports: dict[model.Channel, base.Transport[Any]] = {
             model.Channel.EMAIL: self._email_transport()
         }
+        if settings.smpp_host:
+            self.transports[model.Channel.SMS] = self._sms_transport()
         self.worker: worker.Worker | None = None
         self.metrics = metrics.Metrics()
         self.limiter = ratelimit.Limiter.from_settings(settings)
@@ -287,6 +291,31 @@ class App:
             s.failover_policy(s.smtp_rate_limit, s.smtp_rate_burst),
             names=[f"smtp {host}:{port}" for host, port in s.smtp_relays],
         )
+
+    def _sms_transport(self) -> smpp.SmppTransport:
+        s = self.settings
+        config = smpp.SmppConfig(
+            host=s.smpp_host,
+            port=s.smpp_port,
+            system_id=s.smpp_system_id,
+            password=s.smpp_password,
+            system_type=s.smpp_system_type,
+            source=s.smpp_source,
+            source_ton=s.smpp_source_ton,
+            source_npi=s.smpp_source_npi,
+            dest_ton=s.smpp_dest_ton,
+            dest_npi=s.smpp_dest_npi,
+            default_region=s.smpp_default_region,
+            window=s.smpp_window,
+            throughput=s.smpp_throughput,
+            enquire_link_interval=s.smpp_enquire_link_interval,
+            timeout=s.smpp_timeout,
+            use_message_payload=s.smpp_message_payload,
+            registered_delivery=s.smpp_registered_delivery,
+            reconnect_min=s.smpp_reconnect_min,
+            reconnect_max=s.smpp_reconnect_max,
+        )
+        return smpp.SmppTransport(config, receipts.recorder(self.db))
 
     async def _keep_outbox(self, messages: list[model.OutboxMessage]) -> list[None]:
         async with self.db.transaction() as conn:

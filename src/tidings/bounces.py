@@ -13,7 +13,10 @@
 Either way the original message is found by its Message-ID: the ``message/rfc822`` or
 ``text/rfc822-headers`` part, the ``In-Reply-To`` / ``References`` headers, or a
 ``Message-ID:`` line in the text (the copy Exim and qmail append). Tidings' own Message-IDs
-(``<event id>.tidings@<domain>``) name the event.
+(``<event id>.tidings@<domain>``) name the event. When the bounce quotes none of that, the
+address it was sent to does, with the ``bounce_address`` setting: every email then goes out
+from ``local+<event id>@domain`` (VERP), and a bounce comes back to that address (the
+listener's RCPT TO, or the bounce's own To / Delivered-To / X-Original-To).
 
 :func:`classify` says what a status means: 5.x.x is ``hard`` (the address is bad) except
 mailbox full (5.2.2), message too big (5.3.4) and policy (5.7.x), which like 4.x.x are
@@ -35,6 +38,7 @@ import email.parser
 import email.policy
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -66,6 +70,9 @@ _BOUNCE_SUBJECT = re.compile(
     r"returned mail|failure notice|mail delivery failed|could not be delivered|non-?delivery",
     re.I,
 )
+_VERP_CANDIDATE = re.compile(
+    r"(?P<local>[A-Za-z0-9._%-]{1,64})\+(?P<id>\d{1,20})@(?P<domain>[A-Za-z0-9.-]{1,250})"
+)
 _STRAY = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -88,6 +95,7 @@ class Report(msgspec.Struct, frozen=True):
     recipients: tuple[Recipient, ...] = ()
     message_ids: tuple[str, ...] = ()  # the original message's, best first, no brackets
     reason: str = ""
+    addressed_to: tuple[str, ...] = ()  # the bounce's own To / Delivered-To / X-Original-To
 
     @property
     def is_bounce(self) -> bool:
@@ -161,8 +169,35 @@ def _read(message: email.message.Message) -> Report:
         recipients = _dsn_recipients(status_parts[0])
         if not recipients:
             return not_a_bounce("a delivery status notification that reports no failure")
-        return Report("dsn", tuple(recipients), message_ids)
-    return _async_bounce(message, original, text, message_ids)
+        report = Report("dsn", tuple(recipients), message_ids)
+    else:
+        report = _async_bounce(message, original, text, message_ids)
+    if not report.is_bounce:
+        return report
+    return msgspec.structs.replace(report, addressed_to=_addressed_to(message))
+
+
+def _addressed_to(message: email.message.Message) -> tuple[str, ...]:
+    """Where the bounce itself was sent: a bounce goes to the envelope sender, so with VERP
+    these name the event."""
+    found: list[str] = []
+    for header in ("Delivered-To", "X-Original-To", "To"):
+        for value in (message.get_all(header) or [])[:5]:
+            found.extend(m.group(0) for m in _VERP_CANDIDATE.finditer(_clean(value)))
+    return tuple(dict.fromkeys(found))[:MAX_MESSAGE_IDS]
+
+
+def verp_event_id(address: str, bounce_address: str) -> int | None:
+    """The event id in ``local+<id>@domain`` when ``bounce_address`` is ``local@domain``."""
+    local, _, domain = bounce_address.rpartition("@")
+    if not local:
+        return None
+    match = _VERP_CANDIDATE.fullmatch(address.strip().strip("<>"))
+    if match is None or match.group("local").lower() != local.lower():
+        return None
+    if match.group("domain").lower() != domain.lower():
+        return None
+    return ids.parse(match.group("id"))
 
 
 def _parts(message: email.message.Message) -> list[email.message.Message] | None:
@@ -339,8 +374,11 @@ class Handled(msgspec.Struct, frozen=True):
     quarantine: model.QuarantineEntry | None = None
 
 
-async def process(db: Database, settings: Settings, raw: bytes) -> Handled:
-    """Parse ``raw`` and act on it (see the module docstring)."""
+async def process(
+    db: Database, settings: Settings, raw: bytes, envelope_to: Sequence[str] = ()
+) -> Handled:
+    """Parse ``raw`` and act on it (see the module docstring). ``envelope_to`` are the
+    addresses the bounce was delivered to (the listener's RCPT TO), read for VERP."""
     report = parse(raw, max_bytes=settings.bounce_max_bytes)
     if not report.is_bounce:
         return Handled(report)
@@ -353,6 +391,13 @@ async def process(db: Database, settings: Settings, raw: bytes) -> Handled:
                 sent = await store.find_delivery(conn, event_id, message_id)
                 if sent is not None:
                     break
+        if sent is None and settings.bounce_address:
+            for address in (*envelope_to, *report.addressed_to):
+                event_id = verp_event_id(address, settings.bounce_address)
+                if event_id is not None:
+                    sent = await store.find_delivery(conn, event_id)
+                    if sent is not None:
+                        break
         if sent is None:
             return Handled(report)
         recipient = _pick(report.recipients, sent.address)

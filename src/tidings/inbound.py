@@ -35,7 +35,9 @@ class BounceHandler:
         content = envelope.original_content or envelope.content or b""
         raw = content if isinstance(content, bytes) else str(content).encode()
         try:
-            handled = await bounces.process(self.db, self.settings, raw)
+            handled = await bounces.process(
+                self.db, self.settings, raw, envelope_to=list(envelope.rcpt_tos)
+            )
         except Unavailable as exc:
             log.warning("bounce not processed, the database is unavailable: %s", exc)
             return "451 4.3.0 Temporarily unable to process the message, try again later"

@@ -140,6 +140,7 @@ class Delivery(msgspec.Struct, frozen=True):
     render_us: int
     send_us: int
     created_at: int
+    provider_id: str = ""
 
 
 class EmailAddress(msgspec.Struct, frozen=True):
@@ -162,6 +163,7 @@ class EmailMessage(msgspec.Struct, frozen=True):
     text: str
     reply_to: EmailAddress | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    return_path: str = ""  # the envelope sender (MAIL FROM); empty: the sender's address
 
 
 class PushPlatform(enum.StrEnum):
@@ -359,3 +361,17 @@ class ApiKey(msgspec.Struct, frozen=True):
     scopes: frozenset[str]
     created_at: int
     revoked_at: int | None = None
+
+
+class Receipt(msgspec.Struct, frozen=True):
+    """A provider's delivery receipt about one message, as the receipts table keeps it;
+    ``event_id`` is None when no delivery carries ``provider_id``."""
+
+    channel: Channel
+    provider_id: str
+    state: str
+    error: str
+    text: str
+    received_at: int
+    event_id: int | None = None
+    attempt: int | None = None

@@ -153,6 +153,49 @@ class Settings:
         5.0, "Longest a message waits for a rate-limited connector before trying the next."
     )
 
+    # SMS over SMPP 3.4 (channels/sms/)
+    smpp_host: str = _field("", "SMSC host name or address; empty: no SMS transport.")
+    smpp_port: int = _field(2775, "SMSC port.")
+    smpp_system_id: str = _field("", "SMPP `system_id` to bind as transceiver with.")
+    smpp_password: str = _field("", "SMPP bind password (at most 8 characters).")
+    smpp_system_type: str = _field("", "SMPP `system_type` sent in the bind.")
+    smpp_source: str = _field(
+        "", "Sender of SMS whose template names none: alphanumeric (up to 11) or a number."
+    )
+    smpp_source_ton: int = _field(
+        5, "TON of an alphanumeric sender and of the bind (5 alphanumeric); numbers go as 1/1."
+    )
+    smpp_source_npi: int = _field(0, "NPI of an alphanumeric sender and of the bind.")
+    smpp_dest_ton: int = _field(1, "TON of destination numbers (1: international).")
+    smpp_dest_npi: int = _field(1, "NPI of destination numbers (1: E.164).")
+    smpp_default_region: str = _field(
+        "",
+        "Country (ISO 3166 code, `FR`) for phone numbers written without `+country`; "
+        "empty: such numbers fail.",
+    )
+    smpp_window: int = _field(10, "Most `submit_sm` awaiting the SMSC's response at once.")
+    smpp_throughput: float = _field(
+        0.0, "Most `submit_sm` sent a second (the SMSC account's limit); 0: unlimited."
+    )
+    smpp_enquire_link_interval: float = _field(
+        30.0, "Seconds between `enquire_link` keep-alives on the SMPP session."
+    )
+    smpp_timeout: float = _field(
+        10.0, "Seconds to wait for the SMSC to connect or answer before dropping the session."
+    )
+    smpp_message_payload: bool = _field(
+        False,
+        "Send long SMS whole in the `message_payload` parameter instead of concatenated "
+        "parts with a UDH.",
+    )
+    smpp_registered_delivery: bool = _field(
+        True, "Ask the SMSC for delivery receipts (recorded in the `receipts` table)."
+    )
+    smpp_reconnect_min: float = _field(
+        1.0, "First delay before binding again after a failed bind; doubles each failure."
+    )
+    smpp_reconnect_max: float = _field(60.0, "Longest delay between two bind attempts.")
+
     # Housekeeping
     idempotency_ttl: float = _field(86400.0, "How long an `Idempotency-Key` is remembered.")
     log_level: str = _field("info", "`debug`, `info`, `warning` or `error`.")
@@ -219,6 +262,13 @@ class Settings:
     )
 
     # Bounces (bounces.py, inbound.py)
+    bounce_address: str = _field(
+        "",
+        "Envelope sender (Return-Path) of every email, as `bounces@mail.example.com`: each "
+        "message goes out from `bounces+<event id>@mail.example.com` (VERP), so a bounce names "
+        "its event even when it quotes nothing of the message. Point that domain's MX at the "
+        "bounce listener. Empty: the template's sender.",
+    )
     bounce_smtp_port: int = _field(
         0,
         "Port of the inbound SMTP listener that takes bounces (delivery status notifications) "
@@ -310,9 +360,14 @@ class Settings:
             "bounce_max_bytes",
             "soft_bounce_limit",
             "connector_down_after",
+            "smpp_window",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
+        if self.bounce_address and (
+            self.bounce_address.count("@") != 1 or self.bounce_address.startswith("@")
+        ):
+            raise SettingsError("bounce_address must be an address: `bounces@example.com`")
         if not 0 <= self.bounce_smtp_port <= 65535:
             raise SettingsError("bounce_smtp_port must be between 0 and 65535")
         if self.soft_bounce_window <= 0 or self.soft_bounce_quarantine <= 0:
@@ -323,6 +378,10 @@ class Settings:
         if self.connector_max_wait < 0:
             raise SettingsError("connector_max_wait must be >= 0")
         self.smtp_relays  # noqa: B018 (parses smtp_host, raising for a bad port)
+        if self.smpp_throughput < 0 or self.smpp_reconnect_min <= 0:
+            raise SettingsError("smpp_throughput must be >= 0 and smpp_reconnect_min > 0")
+        if len(self.smpp_password) > 8 or len(self.smpp_system_id) > 15:
+            raise SettingsError("smpp_password has at most 8 characters, smpp_system_id 15")
         if not self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")):
             raise SettingsError("database_url must start with sqlite:// or postgresql://")
 

@@ -1060,8 +1060,10 @@ async def test_answers_are_not_held_back_by_delayed_acks(live: Live) -> None:
             )
             times.append(asyncio.get_running_loop().time() - started)
             assert response.status_code < 500
-        median = sorted(times)[len(times) // 2]
-        assert median < 0.025, (method, path, f"{median * 1000:.1f} ms")
+        # Every request would wait for the ACK: the fastest of them says whether any did not
+        # (a loaded machine slows some requests, never all of them by 40 ms).
+        fastest = min(times)
+        assert fastest < 0.035, (method, path, f"{fastest * 1000:.1f} ms")
 
 
 def _nested(depth: int) -> str:

@@ -306,3 +306,89 @@ async def test_bad_input_is_refused_and_changes_nothing(serve: Serve) -> None:
         assert (await bounce_list(live))["items"] == []
         bad_cursor = await live.client.get("/api/v1/bounces", params={"cursor": "x"})
         assert bad_cursor.status_code == 422
+
+
+# -- VERP ------------------------------------------------------------------------------------------
+
+QUOTES_NOTHING = b"""Return-path: <>
+From: Mail Delivery System <Mailer-Daemon@relay.example.net>
+To: %(to)s
+Auto-Submitted: auto-replied
+Subject: Mail delivery failed: returning message to sender
+Content-Type: text/plain; charset=us-ascii
+
+A message that you sent could not be delivered to one or more of its
+recipients. This is a permanent error. The following address(es) failed:
+
+  jack@example.org
+    550 5.1.1 <jack@example.org>: Recipient address rejected: User unknown
+"""
+
+
+def verp_send(port: int, rcpt: str, raw: bytes) -> tuple[int, bytes]:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("mx.example.org")
+        client.mail("")
+        client.rcpt(rcpt)
+        return client.data(raw.replace(b"\n", b"\r\n"))
+
+
+async def test_verp_names_the_event_when_the_bounce_quotes_nothing(serve: Serve) -> None:
+    port = free_port()
+    handler = Recorder()
+    settings = smtp_to(port=0, bounce_smtp_port=port, bounce_address="bounces@mail.shop.example")
+    async with tracked_aiosmtpd_server(handler) as server:
+        settings["smtp_port"] = server.port
+        async with serve(**settings) as live:
+            event_id, message_id = await delivered(live, "jack@example.org")
+            # The envelope sender carries the event id; the From header does not change.
+            sent = handler.received[0]
+            assert sent.mail_from == f"bounces+{event_id}@mail.shop.example"
+            assert b"From: Tidings Shop <shop@example.com>" in sent.data
+
+            # Without VERP this bounce matches nothing: no Message-ID, no copy of the message.
+            plain = QUOTES_NOTHING % {b"to": b"shop@example.com"}
+            code, reply = await asyncio.to_thread(verp_send, port, "shop@example.com", plain)
+            assert (code, reply) == (250, b"2.0.0 Accepted (none)")
+            assert await quarantine(live) == []
+
+            # Delivered to the VERP address (RCPT TO): the event is found.
+            code, reply = await asyncio.to_thread(
+                verp_send, port, f"bounces+{event_id}@mail.shop.example", plain
+            )
+            assert (code, reply) == (250, b"2.0.0 Accepted (quarantined)")
+            [entry] = await quarantine(live)
+            assert (entry["address"], entry["eventId"]) == ("jack@example.org", event_id)
+            event = (await live.client.get(f"/api/v1/events/{event_id}")).json()
+            assert event["deliveries"][-1]["outcome"] == "bounced"
+            assert event["deliveries"][-1]["messageId"] == message_id
+
+
+async def test_verp_in_the_bounce_to_header_over_http(serve: Serve) -> None:
+    handler = Recorder()
+    async with tracked_aiosmtpd_server(handler) as server:
+        settings = smtp_to(server.port, bounce_address="Bounces@Mail.Shop.Example")
+        async with serve(**settings) as live:
+            event_id, _ = await delivered(live, "jack@example.org")
+            assert handler.received[0].mail_from == f"Bounces+{event_id}@Mail.Shop.Example"
+            # Another domain's or another local part's tag is not ours.
+            for to in (
+                f"bounces+{event_id}@elsewhere.example",
+                f"other+{event_id}@mail.shop.example",
+                "bounces+99999999999999999999999@mail.shop.example",
+            ):
+                response = await post(live, QUOTES_NOTHING % {b"to": to.encode()})
+                assert response.status_code == 200, response.text
+                assert response.json()["matched"] is False, to
+            assert await quarantine(live) == []
+            raw = QUOTES_NOTHING % {b"to": f"<bounces+{event_id}@mail.shop.example>".encode()}
+            response = await post(live, raw)
+            assert response.json()["action"] == "quarantined"
+            assert response.json()["eventId"] == event_id
+
+
+async def test_without_a_bounce_address_the_envelope_sender_is_the_from(serve: Serve) -> None:
+    handler = Recorder()
+    async with tracked_aiosmtpd_server(handler) as server, serve(**smtp_to(server.port)) as live:
+        await delivered(live, "jack@example.org")
+        assert handler.received[0].mail_from == "shop@example.com"

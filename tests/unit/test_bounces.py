@@ -240,3 +240,31 @@ def test_message_ids_come_from_every_place_once_each() -> None:
     )
     assert report.recipients[0].status == "5.1.1"
     assert "no mailbox here" in report.recipients[0].diagnostic
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("bounces+7231851201230848@mail.example.com", 7231851201230848),
+        ("<Bounces+12@MAIL.example.com>", 12),
+        ("bounces+12@other.example.com", None),
+        ("news+12@mail.example.com", None),
+        ("bounces@mail.example.com", None),
+        ("bounces+abc@mail.example.com", None),
+        ("bounces+99999999999999999999@mail.example.com", None),
+    ],
+)
+def test_verp_event_id(address: str, expected: int | None) -> None:
+    assert bounces.verp_event_id(address, "bounces@mail.example.com") == expected
+
+
+def test_a_bounce_reports_where_it_was_sent() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@relay.example\r\nTo: <bounces+42@mail.example.com>\r\n"
+        b"Delivered-To: bounces+42@mail.example.com\r\n"
+        b"Subject: Undelivered Mail Returned to Sender\r\n\r\n"
+        b"550 5.1.1 <jack@example.org>: User unknown\r\n"
+    )
+    report = bounces.parse(raw)
+    assert report.is_bounce
+    assert report.addressed_to == ("bounces+42@mail.example.com",)

@@ -39,6 +39,11 @@ def test_environment_beats_toml(tmp_path: Path) -> None:
         ({"TIDINGS_SMTP_TLS": "sometimes"}, "smtp_tls"),
         ({"TIDINGS_EMAIL_TRANSPORT": "smtp"}, "smtp_host is empty"),
         ({"TIDINGS_DATABASE_URL": "mysql://x"}, "database_url"),
+        ({"TIDINGS_BOUNCE_ADDRESS": "bounces"}, "bounce_address must be an address"),
+        ({"TIDINGS_SMTP_HOST": "a.example:25,b.example:http"}, "'b.example:http' has no valid"),
+        ({"TIDINGS_SMTP_HOST": "a.example:0"}, "smtp_host: 'a.example:0'"),
+        ({"TIDINGS_CONNECTOR_DOWN_AFTER": "0"}, "connector_down_after must be at least 1"),
+        ({"TIDINGS_SMTP_RATE_LIMIT": "-1"}, "smtp_rate_limit must be >= 0"),
     ],
 )
 def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
@@ -59,3 +64,16 @@ def test_every_setting_has_help_and_is_in_the_readme() -> None:
         assert help_text.strip(), variable
         assert f"`{variable}`" in readme, f"{variable} is not documented in README.md"
     assert len(describe()) == len(dataclasses.fields(Settings))
+
+
+def test_smtp_relays_in_priority_order() -> None:
+    settings = Settings.load(
+        env={"TIDINGS_SMTP_HOST": "a.example:587, b.example ,[2001:db8::1]:2525,[::1]"},
+        toml_path=None,
+    )
+    assert settings.smtp_relays == [
+        ("a.example", 587),
+        ("b.example", 25),
+        ("2001:db8::1", 2525),
+        ("::1", 25),
+    ]

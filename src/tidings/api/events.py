@@ -14,6 +14,7 @@ from tidings.api import auth, intake, payloads
 from tidings.api.errors import JSON, ApiError, ErrorResponse, from_validation
 from tidings.app import App
 from tidings.store import events as events_store
+from tidings.store import receipts as receipts_store
 
 _event_in = msgspec.json.Decoder(payloads.EventIn)
 _batch_in = msgspec.json.Decoder(payloads.BatchIn)
@@ -140,9 +141,11 @@ def router(app: App) -> Router:
             async with app.db.connection() as conn:
                 event = await events_store.get_event(conn, number)
                 deliveries = await events_store.get_deliveries(conn, number) if event else []
+                receipts = await receipts_store.receipts_for_event(conn, number) if event else []
         if event is None:
             raise ApiError(404, "not_found", f"no event {event_id}")
-        return Response(_encode(payloads.event_detail(event, deliveries)), media_type=JSON)
+        detail = payloads.event_detail(event, deliveries, receipts)
+        return Response(_encode(detail), media_type=JSON)
 
     @get(
         "/events",

@@ -6,6 +6,7 @@ the OpenAPI document, so the documentation cannot drift from the behaviour.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import msgspec
@@ -138,12 +139,24 @@ class DeliveryOut(msgspec.Struct):
     renderMs: float
     sendMs: float
     at: str
+    providerId: str = ""
+
+
+class ReceiptOut(msgspec.Struct):
+    """A provider's delivery receipt (an SMSC's ``deliver_sm``) about the event's message."""
+
+    providerId: str
+    state: str
+    error: str
+    text: str
+    at: str
 
 
 class EventDetail(EventOut):
-    """An event with its delivery log."""
+    """An event with its delivery log and the receipts about its messages."""
 
     deliveries: list[DeliveryOut] = []
+    receipts: list[ReceiptOut] = []
 
 
 class EventPage(msgspec.Struct):
@@ -244,8 +257,12 @@ def accepted_out(event: events_store.NewEvent, ctx: dict[str, Any]) -> EventOut:
     )
 
 
-def event_detail(event: model.Event, deliveries: list[model.Delivery]) -> EventDetail:
-    """An event with its delivery log."""
+def event_detail(
+    event: model.Event,
+    deliveries: list[model.Delivery],
+    receipts: Sequence[model.Receipt] = (),
+) -> EventDetail:
+    """An event with its delivery log and receipts."""
     base = event_out(event)
     return EventDetail(
         **{f: getattr(base, f) for f in EventOut.__struct_fields__},
@@ -261,7 +278,18 @@ def event_detail(event: model.Event, deliveries: list[model.Delivery]) -> EventD
                 renderMs=d.render_us / 1000,
                 sendMs=d.send_us / 1000,
                 at=clock.format_iso(d.created_at),
+                providerId=d.provider_id,
             )
             for d in deliveries
+        ],
+        receipts=[
+            ReceiptOut(
+                providerId=r.provider_id,
+                state=r.state,
+                error=r.error,
+                text=r.text,
+                at=clock.format_iso(r.received_at),
+            )
+            for r in receipts
         ],
     )

@@ -144,11 +144,20 @@ def parse_address(text: str) -> model.EmailAddress:
 class Renderer:
     """Compiles published versions (cached by version id) and renders events with them."""
 
-    def __init__(self, *, default_sender: str, message_id_domain: str = "", cache_size: int = 512):
+    def __init__(
+        self,
+        *,
+        default_sender: str,
+        message_id_domain: str = "",
+        bounce_address: str = "",
+        cache_size: int = 512,
+    ):
         self._html = _environment(autoescape=True)
         self._text = _environment(autoescape=False)
         self.default_sender = parse_address(default_sender)
         self.message_id_domain = message_id_domain  # empty: each message's sender's domain
+        local, _, domain = bounce_address.rpartition("@")
+        self._verp = (local, domain) if local else None
         self._compiled: dict[int, Compiled] = {}
         self._cache_size = cache_size
 
@@ -342,7 +351,15 @@ class Renderer:
             text=text,
             reply_to=compiled.reply_to,
             headers=headers,
+            return_path=self.return_path(event.id),
         )
+
+    def return_path(self, event_id: int) -> str:
+        """The envelope sender of an event's email: ``local+<event id>@domain`` of the
+        ``bounce_address`` setting (VERP), or empty (the sender's address) without one."""
+        if self._verp is None:
+            return ""
+        return f"{self._verp[0]}+{event_id}@{self._verp[1]}"
 
 
 def _render(template: Any, variables: dict[str, Any]) -> str:

@@ -238,6 +238,7 @@ class Worker:
             render_us=(rendered - started) // 1000,
             send_us=(sent - rendered) // 1000,
             created_at=now,
+            provider_id=outcome.provider_id,
         )
         quarantine = (
             model.QuarantineEntry(

@@ -22,17 +22,29 @@ def _bounce(row: Row) -> model.Bounce:
     )
 
 
+_DELIVERY_COLUMNS = """SELECT event_id, attempt, channel, transport, address, message_id,
+       outcome, reply, render_us, send_us, created_at FROM deliveries"""
 FIND_DELIVERY = sql(
-    """SELECT event_id, attempt, channel, transport, address, message_id, outcome, reply,
-       render_us, send_us, created_at FROM deliveries
-       WHERE event_id = $1 AND message_id = $2 AND outcome <> 'bounced'
+    _DELIVERY_COLUMNS
+    + """ WHERE event_id = $1 AND message_id = $2 AND outcome <> 'bounced'
+       ORDER BY id DESC LIMIT 1"""
+)
+FIND_EMAIL_DELIVERY = sql(
+    _DELIVERY_COLUMNS
+    + """ WHERE event_id = $1 AND channel = 'email' AND outcome = 'delivered'
        ORDER BY id DESC LIMIT 1"""
 )
 
 
-async def find_delivery(conn: Connection, event_id: int, message_id: str) -> model.Delivery | None:
-    """The latest attempt that sent ``event_id``'s message under ``message_id``, if any."""
-    r = await conn.fetchrow(FIND_DELIVERY, ids.to_db(event_id), message_id)
+async def find_delivery(
+    conn: Connection, event_id: int, message_id: str | None = None
+) -> model.Delivery | None:
+    """The latest attempt that sent ``event_id``'s message under ``message_id`` (or, without
+    one, its latest delivered email), if any."""
+    if message_id is None:
+        r = await conn.fetchrow(FIND_EMAIL_DELIVERY, ids.to_db(event_id))
+    else:
+        r = await conn.fetchrow(FIND_DELIVERY, ids.to_db(event_id), message_id)
     if r is None:
         return None
     return model.Delivery(

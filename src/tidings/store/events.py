@@ -208,7 +208,8 @@ async def list_events(conn: Connection, where: EventFilter, limit: int) -> list[
 
 GET_DELIVERIES = sql(
     """SELECT event_id, attempt, channel, transport, address, message_id, outcome, reply,
-       render_us, send_us, created_at FROM deliveries WHERE event_id = $1 ORDER BY id"""
+       render_us, send_us, created_at, provider_id FROM deliveries WHERE event_id = $1
+       ORDER BY id"""
 )
 
 
@@ -228,6 +229,7 @@ async def get_deliveries(conn: Connection, event_id: int) -> list[model.Delivery
             render_us=r[8],
             send_us=r[9],
             created_at=r[10],
+            provider_id=r[11] or "",
         )
         for r in rows
     ]

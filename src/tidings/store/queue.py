@@ -113,6 +113,12 @@ INSERT_DELIVERY = sql(
        outcome, reply, render_us, send_us, created_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"""
 )
+#: The same with the provider's id for the message (receipts name it).
+INSERT_DELIVERY_WITH_PROVIDER_ID = sql(
+    """INSERT INTO deliveries (event_id, attempt, channel, transport, address, message_id,
+       outcome, reply, render_us, send_us, created_at, provider_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"""
+)
 
 QUARANTINE_ADDRESS = sql(
     """INSERT INTO quarantine (channel, address, reason, source, event_id, created_at,
@@ -163,6 +169,7 @@ def outcome_steps(
                     d.render_us,
                     d.send_us,
                     d.created_at,
+                    d.provider_id,
                 )
             )
         if (q := c.quarantine) is not None:
@@ -179,7 +186,7 @@ def outcome_steps(
             )
     return [
         (RECORD_OUTCOME, updates),
-        (INSERT_DELIVERY, deliveries),
+        (INSERT_DELIVERY_WITH_PROVIDER_ID, deliveries),
         (QUARANTINE_ADDRESS, quarantined),
     ]
 

@@ -72,6 +72,10 @@ DELETE_BOUNCES = sql(
     "DELETE FROM bounces WHERE event_" + _PG_IDS,
     sqlite="DELETE FROM bounces WHERE event_" + _LITE_IDS,
 )
+DELETE_RECEIPTS = sql(
+    "DELETE FROM receipts WHERE event_" + _PG_IDS,
+    sqlite="DELETE FROM receipts WHERE event_" + _LITE_IDS,
+)
 DELETE_EVENTS = sql(
     "DELETE FROM events WHERE " + _PG_IDS, sqlite="DELETE FROM events WHERE " + _LITE_IDS
 )
@@ -89,8 +93,8 @@ class Purged(msgspec.Struct, frozen=True):
 
 async def purge_batch(conn: Connection, older_than: int, limit: int = BATCH) -> int | None:
     """Count and delete up to ``limit`` final events received before ``older_than`` (with
-    their deliveries, outbox messages and bounces), in the caller's transaction. Returns how
-    many, or None if another node holds the purge lock."""
+    their deliveries, outbox messages, bounces and receipts), in the caller's transaction.
+    Returns how many, or None if another node holds the purge lock."""
     if not await conn.fetchval(TRY_LOCK):
         return None
     doomed = [row[0] for row in await conn.fetch(OLD_EVENTS, older_than, limit)]
@@ -100,6 +104,7 @@ async def purge_batch(conn: Connection, older_than: int, limit: int = BATCH) -> 
     await conn.execute(DELETE_DELIVERIES, doomed)
     await conn.execute(DELETE_OUTBOX, doomed)
     await conn.execute(DELETE_BOUNCES, doomed)
+    await conn.execute(DELETE_RECEIPTS, doomed)
     return await conn.execute(DELETE_EVENTS, doomed)
 
 

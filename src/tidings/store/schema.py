@@ -90,7 +90,20 @@ deliveries = sa.Table(
     sa.Column("render_us", sa.Integer, nullable=False),
     sa.Column("send_us", sa.Integer, nullable=False),
     sa.Column("created_at", BigInt, nullable=False),
+    sa.Column(
+        "provider_id",
+        sa.Text,
+        nullable=False,
+        server_default="",
+        comment="the provider's id for the message (SMPP message_id); receipts name it",
+    ),
     sa.Index("ix_deliveries_event_id", "event_id"),
+    sa.Index(
+        "ix_deliveries_provider_id",
+        "provider_id",
+        sqlite_where=sa.text("provider_id <> ''"),
+        postgresql_where=sa.text("provider_id <> ''"),
+    ),
 )
 
 event_types = sa.Table(
@@ -243,4 +256,27 @@ bounces = sa.Table(
     # The same report twice (a re-sent DSN, the HTTP and SMTP paths both) is kept once.
     sa.Index("ix_bounces_event_id_address_kind", "event_id", "address", "kind", unique=True),
     sa.Index("ix_bounces_address_received_at", "address", "received_at"),
+)
+
+# -- delivery receipts (store/receipts.py) ---------------------------------------------------------
+
+#: One row per delivery receipt (an SMPP ``deliver_sm`` receipt), matched to the delivery by the
+#: provider's message id; a receipt for an id no delivery has is kept with ``event_id`` null.
+receipts = sa.Table(
+    "receipts",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("provider_id", sa.Text, nullable=False),
+    sa.Column("event_id", BigInt, nullable=True, comment="null: no delivery has this id"),
+    sa.Column("attempt", sa.Integer, nullable=True),
+    sa.Column("state", sa.Text, nullable=False, comment="delivered, undeliverable, expired..."),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False, comment="the receipt as received"),
+    sa.Column("received_at", BigInt, nullable=False),
+    # The same receipt twice (an SMSC re-sending it) is kept once.
+    sa.Index(
+        "ix_receipts_channel_provider_id_state", "channel", "provider_id", "state", unique=True
+    ),
+    sa.Index("ix_receipts_event_id", "event_id"),
 )

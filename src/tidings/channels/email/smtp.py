@@ -74,12 +74,14 @@ class SMTPTransport:
     # -- the surface --------------------------------------------------------------------
 
     async def send(self, message: model.EmailMessage) -> model.Outcome:
-        """Deliver ``message`` to its ``to`` address, from its ``sender`` address."""
+        """Deliver ``message`` to its ``to`` address, from its ``return_path`` (else its
+        ``sender``) address."""
         try:
             data = mime.build(message)
         except ValueError as exc:  # includes UnicodeError: the message cannot be written
             return errors.outcome_for(errors.PermanentFailure(f"message not built: {exc}"))
-        return await self.send_raw(message.sender.address, message.to.address, data)
+        envelope_sender = message.return_path or message.sender.address
+        return await self.send_raw(envelope_sender, message.to.address, data)
 
     async def send_raw(self, mail_from: str, rcpt_to: str, data: bytes) -> model.Outcome:
         """Deliver ``data`` (a whole message, CRLF line ends, not dot-stuffed) as given."""
