@@ -42,6 +42,7 @@ async def measure(database_url: str, size: int, batches: int) -> tuple[float, fl
     commit: list[float] = []
     async with App.running(settings, run_worker=False) as app:
         await server.first_start(app)
+        server.freeze_heap()  # as a started server does
         for _ in range(3):  # warm-up: caches, the first growth of the database
             await app.ingest.commit(api_events.prepare_batch(app, body).events)
         for _ in range(7):
