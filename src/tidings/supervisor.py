@@ -101,6 +101,7 @@ class Supervisor:
                 self._stop_children()
                 return 1
             if not self._stopping:
+                log.info("%d processes ready", self.processes)
                 announce(new_key)
             return self._supervise()
         finally:

@@ -257,6 +257,35 @@ async def test_a_killed_child_is_replaced(sqlite_url: str, tmp_path: Path) -> No
     assert sorted(await stored_ids(sqlite_url)) == sorted(acknowledged)
 
 
+def test_worker_processes_start_and_stop(sqlite_url: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [TIDINGS, "worker", "--processes", "2"],
+            env={**env, "TIDINGS_DATABASE_URL": sqlite_url, "TIDINGS_SHUTDOWN_GRACE": "2"},
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "2 processes ready" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        assert len(children) == 2
+        process.send_signal(signal.SIGINT)  # as Ctrl-C in a terminal
+        assert process.wait(60) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists()
+
+
 @pytest.mark.parametrize("verb", ["api", "worker"])
 def test_processes_setting_is_checked(verb: str, tmp_path: Path) -> None:
     done = subprocess.run(
