@@ -13,9 +13,11 @@ so that every core takes requests and delivers. The parent
 
 Each child is a whole Tidings process: its own database connections, its own group-commit
 writer, its own event-id slot (``store.nodes``: ids stay unique across the processes of one
-instance id, as across nodes), its own worker for ``serve``. On SQLite the processes write one
-WAL file: a writer waits for the file lock (``busy_timeout``) and nothing is acknowledged
-before its transaction committed; on PostgreSQL they are clients like any other.
+instance id, as across nodes), its own worker for ``serve`` (the inbound bounce listener, if
+configured, runs in the first process only: its port can be bound once). On SQLite the
+processes write one WAL file, taking turns at the write lock (``store.database``) and nothing
+is acknowledged before its transaction committed; on PostgreSQL they are clients like any
+other.
 
 Signals: SIGTERM or SIGINT to the parent is passed on as SIGTERM to every child, which stops
 as one process does (stops accepting, answers the requests in flight, commits what it
@@ -118,8 +120,12 @@ class Supervisor:
     def _spawn(self, number: int) -> _Child:
         read_end, write_end = os.pipe()
         fds = [write_end]
+        settings = self.settings
+        if number > 0:
+            # One inbound bounce listener a node: the port can be bound only once.
+            settings = settings.replace(bounce_smtp_port=0)
         spec: dict[str, Any] = {
-            "settings": dataclasses.asdict(self.settings),
+            "settings": dataclasses.asdict(settings),
             "api": self.api,
             "worker": self.worker,
             "ready_fd": write_end,

@@ -258,12 +258,18 @@ async def test_a_killed_child_is_replaced(sqlite_url: str, tmp_path: Path) -> No
 
 
 def test_worker_processes_start_and_stop(sqlite_url: str, tmp_path: Path) -> None:
+    # With a bounce listener configured: only the first process binds its port.
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    env.update(
+        TIDINGS_DATABASE_URL=sqlite_url,
+        TIDINGS_SHUTDOWN_GRACE="2",
+        TIDINGS_BOUNCE_SMTP_PORT=str(_free_port()),
+    )
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [TIDINGS, "worker", "--processes", "2"],
-            env={**env, "TIDINGS_DATABASE_URL": sqlite_url, "TIDINGS_SHUTDOWN_GRACE": "2"},
+            env=env,
             cwd=tmp_path,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -276,6 +282,7 @@ def test_worker_processes_start_and_stop(sqlite_url: str, tmp_path: Path) -> Non
             time.sleep(0.05)
         children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
         assert len(children) == 2
+        assert log.read_text().count("bounce listener on") == 1
         process.send_signal(signal.SIGINT)  # as Ctrl-C in a terminal
         assert process.wait(60) == 0, log.read_text()
     finally:
