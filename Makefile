@@ -35,6 +35,7 @@ types: $(BIN)/tidings
 bench: $(BIN)/tidings
 	scripts/test-services --bench
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/push.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

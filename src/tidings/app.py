@@ -15,17 +15,32 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from tidings import apikeys, clock, ids, inbound, ingest, metrics, model, ratelimit, receipts
-from tidings.channels import base, failover
+from tidings import (
+    apikeys,
+    callbacks,
+    clock,
+    ids,
+    inbound,
+    ingest,
+    metrics,
+    model,
+    ratelimit,
+    receipts,
+)
+from tidings.channels import base, failover, webhook
 from tidings.channels.email import outbox as outbox_transport
 from tidings.channels.email import smtp
+from tidings.channels.push import apns, fcm
+from tidings.channels.push import router as push_router
 from tidings.channels.sms import smpp
+from tidings.control import ctxschema, eventtypes
 from tidings.engine import render, route, worker
-from tidings.settings import Settings
+from tidings.settings import Settings, SettingsError
 from tidings.store import (
     batching,
     catalog,
     database,
+    design,
     keys,
     migrate,
     nodes,
@@ -62,11 +77,17 @@ class App:
         self.outbox: batching.GroupCommitter[model.OutboxMessage, None] = batching.GroupCommitter(
             self._keep_outbox, max_items=500, name="outbox"
         )
+        # Webhooks need no server: the transport is always there (it also sends callbacks).
+        self.webhook = webhook.WebhookTransport(webhook_config(settings))
         self.transports: dict[model.Channel, base.Transport[Any]] = {
-            model.Channel.EMAIL: self._email_transport()
+            model.Channel.EMAIL: self._email_transport(),
+            model.Channel.WEBHOOK: self.webhook,
         }
         if settings.smpp_host:
             self.transports[model.Channel.SMS] = self._sms_transport()
+        if settings.uses_apns or settings.uses_fcm:
+            self.transports[model.Channel.PUSH] = self._push_transport()
+        self.callbacks: callbacks.Sender | None = None  # with a worker
         self.worker: worker.Worker | None = None
         self.metrics = metrics.Metrics()
         self.limiter = ratelimit.Limiter.from_settings(settings)
@@ -76,12 +97,15 @@ class App:
             db,
             self.ids,
             routing=self.routing,
+            checkers=self.ctx_checkers,
             on_commit=self._on_commit,
             on_written=self._count_written,
             max_rows=settings.commit_max_rows,
             max_delay=settings.commit_max_delay,
         )
         self._routing = route.Routing.build(-1, (), ())
+        self._specs: dict[str, eventtypes.CompiledSpec] = {}
+        self._ctx_checkers: dict[str, ctxschema.Checker] = {}
         self._routing_checked = 0.0
         self._routing_refresh: asyncio.Task[None] | None = None
         self._keys: dict[str, tuple[model.ApiKey | None, float]] = {}
@@ -127,6 +151,8 @@ class App:
                 counters=self.metrics,
             )
             self.worker.start()
+            self.callbacks = callbacks.Sender(self.db, self.webhook, self.settings)
+            self.callbacks.start()
             if self.notifier is not None:
                 self.listener = notify.Listener(self.db.url, self.worker.wake)
                 self.listener.start()
@@ -149,6 +175,8 @@ class App:
             await self.bounce_listener.aclose()
         if self.worker is not None:
             await self.worker.stop()
+        if self.callbacks is not None:
+            await self.callbacks.stop()
         if self.listener is not None:
             await self.listener.aclose()
         await self.ingest.aclose()
@@ -215,11 +243,21 @@ class App:
         try:
             async with self.db.connection() as conn:
                 self._routing = route.Routing.build(*await catalog.load_routing(conn))
+                specs = await design.list_specs(conn)
+            self._specs = eventtypes.compile_specs(specs, self._specs)
+            self._ctx_checkers = {
+                n: c.checker for n, c in self._specs.items() if c.checker is not None
+            }
             self._routing_checked = time.monotonic()
         except database.Unavailable as exc:
             log.warning("cannot refresh routing: %s", exc)
         if self.worker is not None:
             self.worker.wake()
+
+    def ctx_checkers(self) -> dict[str, ctxschema.Checker]:
+        """The compiled ctx schemas ingest validates with (reloaded with routing, each
+        compiled once per spec)."""
+        return self._ctx_checkers
 
     # ---------------------------------------------------------------- operations
 
@@ -317,6 +355,43 @@ class App:
         )
         return smpp.SmppTransport(config, receipts.recorder(self.db))
 
+    def _push_transport(self) -> base.Transport[model.PushMessage]:
+        """APNs and/or FCM behind a router; a key that cannot be used is a SettingsError."""
+        try:
+            return push_router.PushRouter(self._push_gateways())
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+
+    def _push_gateways(self) -> dict[model.PushPlatform, base.Transport[model.PushMessage]]:
+        s = self.settings
+        gateways: dict[model.PushPlatform, base.Transport[model.PushMessage]] = {}
+        if s.uses_apns:
+            gateways[model.PushPlatform.APNS] = apns.ApnsTransport(
+                apns.ApnsConfig(
+                    key_id=s.apns_key_id,
+                    team_id=s.apns_team_id,
+                    topic=s.apns_topic,
+                    key=s.apns_key,
+                    key_file=s.apns_key_file,
+                    endpoint=s.apns_endpoint,
+                    ca_file=s.apns_ca_file,
+                    timeout=s.apns_timeout,
+                    concurrency=s.apns_concurrency,
+                )
+            )
+        if s.uses_fcm:
+            gateways[model.PushPlatform.FCM] = fcm.FcmTransport(
+                fcm.FcmConfig(
+                    service_account=s.fcm_service_account,
+                    service_account_file=s.fcm_service_account_file,
+                    endpoint=s.fcm_endpoint,
+                    ca_file=s.fcm_ca_file,
+                    timeout=s.fcm_timeout,
+                    concurrency=s.fcm_concurrency,
+                )
+            )
+        return gateways
+
     async def _keep_outbox(self, messages: list[model.OutboxMessage]) -> list[None]:
         async with self.db.transaction() as conn:
             await outbox_store.add_messages(conn, messages)
@@ -372,3 +447,21 @@ class App:
         self._keys = {
             k: v for k, v in self._keys.items() if v[0] is not None and v[0].prefix != prefix
         }
+
+
+def webhook_config(settings: Settings) -> webhook.WebhookConfig:
+    """The webhook transport's configuration from the settings."""
+    return webhook.WebhookConfig(
+        secret=settings.webhook_secret,
+        connect_timeout=settings.webhook_connect_timeout,
+        total_timeout=settings.webhook_timeout,
+        max_response_bytes=settings.webhook_max_response_bytes,
+        allow_private=settings.webhook_allow_private,
+        allowed_networks=tuple(
+            n.strip() for n in settings.webhook_allowed_networks.split(",") if n.strip()
+        ),
+        user_agent=settings.webhook_user_agent,
+        pool_size=settings.webhook_pool_size,
+        id_header=settings.webhook_id_header,
+        ca_file=settings.webhook_ca_file,
+    )

@@ -8,19 +8,41 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import msgspec
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from tidings import apikeys, clock, ids, ingest, logs, model, quarantine, server, supervisor
+from tidings import (
+    apikeys,
+    clock,
+    ids,
+    ingest,
+    logs,
+    model,
+    quarantine,
+    server,
+    subscriptions,
+    supervisor,
+)
 from tidings.app import App
-from tidings.control import adobe_import, files
+from tidings.control import (
+    adobe_import,
+    blocks,
+    eventtypes,
+    files,
+    publishing,
+    templates,
+    validation,
+)
 from tidings.control import catalog as control_catalog
+from tidings.control import errors as control_errors
 from tidings.settings import Settings, SettingsError, describe
 from tidings.store import database, migrate
 from tidings.store import events as events_store
@@ -43,8 +65,15 @@ types_cli = typer.Typer(help="Event types.", no_args_is_help=True)
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(quarantine_cli, name="quarantine")
 cli.add_typer(types_cli, name="event-types")
-templates_cli = typer.Typer(help="Templates: import from Adobe Campaign.", no_args_is_help=True)
+templates_cli = typer.Typer(
+    help="Templates: versions, validation, preview, publishing, blocks; import from Adobe.",
+    no_args_is_help=True,
+)
 cli.add_typer(templates_cli, name="templates")
+callbacks_cli = typer.Typer(
+    help="Status callbacks: subscriptions and the log.", no_args_is_help=True
+)
+cli.add_typer(callbacks_cli, name="callbacks")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -424,6 +453,356 @@ def types_resume(name: str) -> None:
         err.print(f"no event type {name}")
         raise typer.Exit(1) from None
     out.print(f"resumed {name} ({count} paused events back in the queue)")
+
+
+# ---------------------------------------------------------------------------- status callbacks
+
+
+@callbacks_cli.command("add")
+def callbacks_add(
+    url: Annotated[str, typer.Argument(help="Where to POST each event's final status.")],
+    secret: Annotated[
+        str | None, typer.Option(help="Signing secret; default a generated one.")
+    ] = None,
+    event_type: Annotated[
+        list[str] | None, typer.Option(help="Only events of this type (repeatable).")
+    ] = None,
+    status: Annotated[
+        list[str] | None, typer.Option(help="Only this final status (repeatable).")
+    ] = None,
+) -> None:
+    """Subscribe a URL to status callbacks; prints the id and the signing secret."""
+    try:
+        created = _with_app(
+            lambda app: subscriptions.subscribe(
+                app.db,
+                url,
+                policy=app.webhook.policy,
+                secret=secret,
+                event_types=event_type or (),
+                statuses=status or (),
+            )
+        )
+    except subscriptions.InvalidSubscription as exc:
+        err.print(f"[red]{exc.field}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    err.print(f"subscription {created.id} to {created.url}; signing secret, shown only once:")
+    out.print(created.secret)
+
+
+@callbacks_cli.command("list")
+def callbacks_list() -> None:
+    """List the active subscriptions."""
+    found = _with_app(lambda app: subscriptions.active(app.db))
+    table = Table("id", "url", "event types", "statuses", "created")
+    for s in found:
+        table.add_row(
+            str(s.id),
+            s.url,
+            ", ".join(s.event_types) or "all",
+            ", ".join(s.statuses) or "all",
+            clock.format_iso(s.created_at),
+        )
+    out.print(table if found else "no subscriptions")
+
+
+@callbacks_cli.command("remove")
+def callbacks_remove(
+    subscription_id: Annotated[int, typer.Argument(help="The subscription's id.")],
+) -> None:
+    """Remove a subscription; its pending callbacks are given up."""
+    if not _with_app(lambda app: subscriptions.unsubscribe(app.db, subscription_id)):
+        err.print(f"no active subscription {subscription_id}")
+        raise typer.Exit(1)
+    out.print(f"removed subscription {subscription_id}")
+
+
+@callbacks_cli.command("log")
+def callbacks_log(
+    subscription: Annotated[int | None, typer.Option(help="Only this subscription.")] = None,
+    event: Annotated[str | None, typer.Option(help="Only this event id.")] = None,
+    state: Annotated[
+        model.CallbackState | None, typer.Option(help="pending, delivered or failed.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+) -> None:
+    """Show status callbacks and their attempts, newest first."""
+    event_id = None
+    if event is not None:
+        event_id = ids.parse(event)
+        if event_id is None:
+            err.print(f"{event} is not an event id")
+            raise typer.Exit(2)
+    page, tries, _ = _with_app(
+        lambda app: subscriptions.log(
+            app.db, subscription_id=subscription, event_id=event_id, state=state, limit=limit
+        )
+    )
+    table = Table("id", "subscription", "event", "kind", "state", "attempts", "last reply")
+    for c in page:
+        replies = " | ".join(f"{a.attempt}: {a.reply}" for a in tries.get(c.id, []))
+        table.add_row(
+            str(c.id),
+            str(c.subscription_id),
+            str(c.event_id),
+            c.kind,
+            str(c.state),
+            str(c.attempts),
+            replies or c.last_reply,
+        )
+    out.print(table if page else "no callbacks")
+
+
+@types_cli.command("create")
+def types_create(
+    file: Annotated[Path, typer.Argument(help="The definition, JSON (as the admin API takes).")],
+) -> None:
+    """Create an event type with its ctx schema."""
+    definition = _read_json(file, eventtypes.Definition)
+    created = _control(lambda app: _refreshed(app, eventtypes.create(app.db, definition)))
+    out.print(f"created {created.name}")
+
+
+@types_cli.command("update")
+def types_update(
+    name: str,
+    file: Annotated[Path, typer.Argument(help="The definition, JSON (as the admin API takes).")],
+) -> None:
+    """Replace an event type's definition."""
+    definition = _read_json(file, eventtypes.Definition)
+    _control(lambda app: _refreshed(app, eventtypes.update(app.db, name, definition)))
+    out.print(f"updated {name}")
+
+
+@types_cli.command("show")
+def types_show(name: str) -> None:
+    """Show an event type with its ctx schema, as JSON."""
+    _print_json(_control(lambda app: eventtypes.get(app.db, name)))
+
+
+@types_cli.command("delete")
+def types_delete(name: str) -> None:
+    """Delete an event type (refused while its events are queued)."""
+    _control(lambda app: eventtypes.delete(app.db, name))
+    out.print(f"deleted {name}")
+
+
+@types_cli.command("example")
+def types_example(name: str) -> None:
+    """Example requests sending an event of the type (native and Campaign Standard)."""
+
+    async def action(app: App) -> eventtypes.Examples:
+        return eventtypes.examples(await eventtypes.get(app.db, name), app.settings)
+
+    found = _control(action)
+    out.print(found.native.curl, markup=False)
+    out.print(found.campaignStandard.curl, markup=False)
+
+
+@types_cli.command("profile")
+def types_profile(
+    name: str,
+    profile: str,
+    file: Annotated[Path, typer.Argument(help='JSON: {"recipient": {...}, "ctx": {...}}.')],
+) -> None:
+    """Create or replace a test profile of an event type."""
+    given = _read_json(file, eventtypes.Profile)
+    sample = eventtypes.Profile(profile, given.recipient, given.ctx)
+    _control(lambda app: eventtypes.put_profile(app.db, name, sample))
+    out.print(f"saved profile {profile} of {name}")
+
+
+# ---------------------------------------------------------------------------- templates
+
+ChannelArg = Annotated[model.Channel, typer.Argument(help="email, sms, push or webhook.")]
+AuthorOpt = Annotated[str, typer.Option(help="Who saves or publishes (the audit log's actor).")]
+_AUTHOR = os.environ.get("USER", "cli")
+
+
+def _control(action: Callable[[App], Awaitable[T]]) -> T:
+    """Run a control operation; its refusal (code and message) exits with status 1."""
+    try:
+        return _with_app(action)
+    except control_errors.ControlError as exc:
+        err.print(f"[red]{exc.code}:[/red] {exc.message}", markup=True)
+        issues = exc.issues if isinstance(exc, control_errors.Invalid) else []
+        for issue in issues:
+            _print_issue(issue)
+        raise typer.Exit(1) from None
+
+
+async def _refreshed(app: App, done: Awaitable[T]) -> T:
+    result = await done
+    await app.refresh_routing()
+    return result
+
+
+def _read_json(file: Path, kind: type[T]) -> T:
+    try:
+        return msgspec.json.decode(file.read_bytes(), type=kind)
+    except OSError as exc:
+        err.print(f"[red]cannot read {file}:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except msgspec.DecodeError as exc:  # ValidationError included: it names the field
+        err.print(f"[red]{file}:[/red] {exc}", markup=False)
+        raise typer.Exit(2) from None
+
+
+def _print_json(value: object) -> None:
+    out.print(msgspec.json.format(msgspec.json.encode(value)).decode(), markup=False)
+
+
+def _print_issue(issue: validation.Issue) -> None:
+    where = ":".join(str(p) for p in (issue.field, issue.line, issue.column) if p)
+    err.print(f"{where}: {issue.severity}: {issue.code}: {issue.message}", markup=False)
+
+
+@templates_cli.command("save")
+def templates_save(
+    event_type: str,
+    channel: ChannelArg,
+    file: Annotated[Path, typer.Argument(help='JSON: {"content": {...}, "variants": {...}}.')],
+    author: AuthorOpt = _AUTHOR,
+) -> None:
+    """Save a template version (the new draft)."""
+    draft = _read_json(file, templates.Draft)
+    saved = _control(lambda app: templates.save(app.db, event_type, channel, draft, author))
+    out.print(f"saved version {saved.number} of the {channel} template of {event_type}")
+
+
+@templates_cli.command("versions")
+def templates_versions(event_type: str, channel: ChannelArg) -> None:
+    """List a template's versions, newest first."""
+    found = _control(lambda app: templates.versions(app.db, event_type, channel))
+    table = Table("version", "author", "saved")
+    for v in found:
+        table.add_row(str(v.number), v.author, v.createdAt)
+    out.print(table)
+
+
+@templates_cli.command("show")
+def templates_show(event_type: str, channel: ChannelArg, number: int) -> None:
+    """Show a version as JSON."""
+    _print_json(_control(lambda app: templates.get(app.db, event_type, channel, number)))
+
+
+@templates_cli.command("diff")
+def templates_diff(event_type: str, channel: ChannelArg, old: int, new: int) -> None:
+    """Unified diffs, field by field, between two versions."""
+
+    async def action(app: App) -> list[templates.FieldDiff]:
+        before = await templates.get(app.db, event_type, channel, old)
+        return templates.diff(before, await templates.get(app.db, event_type, channel, new))
+
+    for change in _control(action):
+        out.print(change.diff, markup=False, end="")
+
+
+@templates_cli.command("restore")
+def templates_restore(
+    event_type: str, channel: ChannelArg, number: int, author: AuthorOpt = _AUTHOR
+) -> None:
+    """Restore an old version as the new draft."""
+    saved = _control(lambda app: templates.restore(app.db, event_type, channel, number, author))
+    out.print(f"version {number} restored as version {saved.number}")
+
+
+@templates_cli.command("validate")
+def templates_validate(event_type: str, channel: ChannelArg, number: int) -> None:
+    """Validate a version; exit status 1 if it has errors."""
+    issues = _control(
+        lambda app: publishing.validate(
+            app.db, event_type, channel, number, default_sender=app.settings.default_sender
+        )
+    )
+    for issue in issues:
+        _print_issue(issue)
+    if validation.has_errors(issues):
+        raise typer.Exit(1)
+    out.print(f"version {number} is valid")
+
+
+@templates_cli.command("preview")
+def templates_preview(
+    event_type: str,
+    channel: ChannelArg,
+    number: int,
+    profile: Annotated[str | None, typer.Option(help="A test profile.")] = None,
+) -> None:
+    """Render a version with a test profile (the schema's examples without one), as JSON."""
+    _print_json(
+        _control(
+            lambda app: publishing.preview(
+                app.db,
+                event_type,
+                channel,
+                number,
+                profile=profile,
+                default_sender=app.settings.default_sender,
+            )
+        )
+    )
+
+
+@templates_cli.command("publish")
+def templates_publish(
+    event_type: str, channel: ChannelArg, number: int, author: AuthorOpt = _AUTHOR
+) -> None:
+    """Publish a version (it must validate); publishing an older one rolls back."""
+    done = _control(
+        lambda app: _refreshed(
+            app,
+            publishing.publish(
+                app.db,
+                event_type,
+                channel,
+                number,
+                actor=author,
+                default_sender=app.settings.default_sender,
+            ),
+        )
+    )
+    state = "published" if done.changed else "already published"
+    out.print(f"{event_type} {channel} version {number} {state} ({done.contentHash[:12]})")
+
+
+@templates_cli.command("unpublish")
+def templates_unpublish(event_type: str, channel: ChannelArg, author: AuthorOpt = _AUTHOR) -> None:
+    """Stop routing a template: events arriving afterwards end routingFailed."""
+    _control(
+        lambda app: _refreshed(app, publishing.unpublish(app.db, event_type, channel, actor=author))
+    )
+    out.print(f"unpublished the {channel} template of {event_type}")
+
+
+@templates_cli.command("audit")
+def templates_audit(
+    event_type: Annotated[str, typer.Option("--type", help="One event type's.")] = "",
+) -> None:
+    """Who published or unpublished what, and when."""
+    table = Table("at", "actor", "action", "event type", "channel", "version", "hash")
+    for a in _control(lambda app: publishing.audit(app.db, event_type)):
+        version = "" if a.version is None else str(a.version)
+        table.add_row(
+            a.at, a.actor, a.action, a.eventType, str(a.channel), version, a.contentHash[:12]
+        )
+    out.print(table)
+
+
+@templates_cli.command("block")
+def templates_block(
+    name: str,
+    file: Annotated[Path, typer.Argument(help="The block's text (a template part).")],
+    author: AuthorOpt = _AUTHOR,
+) -> None:
+    """Save a content block's new version (included with {% include "block:name" %})."""
+    try:
+        source = file.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"[red]cannot read {file}:[/red] {exc}")
+        raise typer.Exit(2) from None
+    saved = _control(lambda app: blocks.save(app.db, name, source, author))
+    out.print(f"saved block {name} version {saved.number}")
 
 
 # ---------------------------------------------------------------------------- templates

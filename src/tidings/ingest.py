@@ -9,12 +9,13 @@ event is acknowledged only once the transaction that wrote it committed; invalid
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 
 from tidings import clock, ids, model
+from tidings.control import ctxschema
 from tidings.engine import route
 from tidings.store import batching, idempotency
 from tidings.store import events as events_store
@@ -80,12 +81,19 @@ def _date(value: str | None, field: str) -> int | None:
 
 
 def prepare(
-    submission: Submission, *, event_id: int, now: int, routing: route.Routing | None
+    submission: Submission,
+    *,
+    event_id: int,
+    now: int,
+    routing: route.Routing | None,
+    checkers: Mapping[str, ctxschema.Checker] | None = None,
 ) -> events_store.NewEvent:
     """Check a submission and turn it into the row to write; raise :class:`InvalidEvent`.
 
     ``routing`` (if known) tells the type's default channel so that a missing address is
-    caught here rather than when the event is routed.
+    caught here rather than when the event is routed. ``checkers`` holds the compiled ctx
+    schema of each event type that has one: a strict type's mismatch is refused
+    (``invalid_ctx``, naming the field), a lenient type's is recorded on the event.
     """
     if not TYPE_NAME.match(submission.type):
         raise InvalidEvent(
@@ -134,6 +142,14 @@ def prepare(
                 f"the {channel} channel needs recipient.{field}",
                 "missing_recipient",
             )
+    ctx_issues = None
+    checker = checkers.get(submission.type) if checkers else None
+    if checker is not None:
+        found = checker.check(submission.ctx, lax=submission.source == "soap")
+        if found:
+            if checker.strict:
+                raise InvalidEvent("$." + found[0].partition(": ")[0], found[0], "invalid_ctx")
+            ctx_issues = _encode(found).decode()
     scheduled = _date(submission.scheduled, "$.scheduled")
     expiration = _date(submission.expiration, "$.expiration")
     if scheduled is not None and expiration is not None and expiration < scheduled:
@@ -155,6 +171,7 @@ def prepare(
         scheduled_at=scheduled,
         expires_at=expiration,
         due_at=now if scheduled is None else max(scheduled, now),
+        ctx_issues=ctx_issues,
     )
 
 
@@ -167,6 +184,7 @@ class Ingest:
         id_generator: ids.IdGenerator,
         *,
         routing: Callable[[], route.Routing | None],
+        checkers: Callable[[], Mapping[str, ctxschema.Checker]] | None = None,
         on_commit: Callable[[], None] | None = None,
         on_written: Callable[[Sequence[events_store.NewEvent]], None] | None = None,
         max_rows: int = 1000,
@@ -175,6 +193,7 @@ class Ingest:
         self.db = db
         self.ids = id_generator
         self._routing = routing
+        self._checkers = checkers
         self._on_commit = on_commit
         # Told of every committed batch (metrics: events by type and source, batch sizes).
         self._on_written = on_written
@@ -195,7 +214,11 @@ class Ingest:
     def prepare(self, submission: Submission) -> events_store.NewEvent:
         """Validate one submission and give it an id (nothing is written)."""
         return prepare(
-            submission, event_id=self.ids.next(), now=clock.now_us(), routing=self._routing()
+            submission,
+            event_id=self.ids.next(),
+            now=clock.now_us(),
+            routing=self._routing(),
+            checkers=None if self._checkers is None else self._checkers(),
         )
 
     async def accept(self, submission: Submission) -> events_store.NewEvent:

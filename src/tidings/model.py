@@ -124,6 +124,7 @@ class Event(msgspec.Struct, frozen=True):
     publication_id: int | None = None
     template_version_id: int | None = None
     reason: str | None = None
+    ctx_issues: str | None = None
 
 
 class Delivery(msgspec.Struct, frozen=True):
@@ -290,6 +291,8 @@ class Publication(msgspec.Struct, frozen=True):
     channel: Channel
     version_id: int
     content: Content
+    variants: dict[str, Content] = {}  # by language; ``content`` is the fallback language's
+    language_field: str = ""  # where an event names its language: ``ctx.language``...
 
 
 class EventType(msgspec.Struct, frozen=True):
@@ -375,3 +378,50 @@ class Receipt(msgspec.Struct, frozen=True):
     received_at: int
     event_id: int | None = None
     attempt: int | None = None
+
+
+class CallbackState(enum.StrEnum):
+    """Where a status callback stands: waiting to be (re)sent, or done one way or the other."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class CallbackSubscription(msgspec.Struct, frozen=True):
+    """A client's subscription to status callbacks. Empty filters match everything."""
+
+    id: int
+    url: str
+    secret: str
+    event_types: tuple[str, ...]
+    statuses: tuple[str, ...]
+    active: bool
+    created_at: int
+
+
+class CallbackAttempt(msgspec.Struct, frozen=True):
+    """One try at sending a callback, as the log keeps it."""
+
+    callback_id: int
+    attempt: int
+    outcome: OutcomeKind
+    reply: str
+    duration_us: int
+    created_at: int
+
+
+class Callback(msgspec.Struct, frozen=True):
+    """A status callback (or receipt) in the outbox; ``payload`` is the JSON body."""
+
+    id: int
+    subscription_id: int
+    event_id: int
+    kind: str
+    payload: str
+    attempts: int
+    next_at: int
+    last_reply: str
+    state: CallbackState
+    created_at: int
+    delivered_at: int | None = None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from tidings import ratelimit
-from tidings.channels import failover
+from tidings.channels import destination, failover
 
 
 class SettingsError(ValueError):
@@ -196,6 +196,41 @@ class Settings:
     )
     smpp_reconnect_max: float = _field(60.0, "Longest delay between two bind attempts.")
 
+    # Mobile push (channels/push/)
+    apns_key_file: str = _field(
+        "",
+        "Path of the APNs token signing key (the .p8 file from Apple); push to APNs is on when "
+        "this or `apns_key` is set.",
+    )
+    apns_key: str = _field("", "The APNs .p8 key as PEM text, instead of `apns_key_file`.")
+    apns_key_id: str = _field("", "The 10-character key id of the APNs key (JWT `kid`).")
+    apns_team_id: str = _field("", "The 10-character Apple team id (JWT `iss`).")
+    apns_topic: str = _field("", "The app's bundle id, sent as `apns-topic`.")
+    apns_endpoint: str = _field(
+        "production", "`production`, `sandbox` (development builds) or an `https://` URL."
+    )
+    apns_ca_file: str = _field("", "CA bundle (PEM) for APNs' certificate; default the system's.")
+    apns_timeout: float = _field(10.0, "Seconds allowed for connecting to APNs and each answer.")
+    apns_concurrency: int = _field(
+        100, "Most APNs requests in flight at once (HTTP/2 streams on one connection)."
+    )
+    fcm_service_account_file: str = _field(
+        "",
+        "Path of the Google service-account key (JSON) for FCM; push to FCM is on when this "
+        "or `fcm_service_account` is set. The project id and token URI come from it.",
+    )
+    fcm_service_account: str = _field(
+        "", "The FCM service-account key as JSON text, instead of the file."
+    )
+    fcm_endpoint: str = _field("https://fcm.googleapis.com", "The FCM HTTP v1 API's base URL.")
+    fcm_ca_file: str = _field(
+        "", "CA bundle (PEM) for FCM's and the token URI's certificates; default the system's."
+    )
+    fcm_timeout: float = _field(10.0, "Seconds allowed for connecting to FCM and each answer.")
+    fcm_concurrency: int = _field(
+        100, "Most FCM requests in flight at once (HTTP/2 streams on one connection)."
+    )
+
     # Housekeeping
     idempotency_ttl: float = _field(86400.0, "How long an `Idempotency-Key` is remembered.")
     log_level: str = _field("info", "`debug`, `info`, `warning` or `error`.")
@@ -294,6 +329,66 @@ class Settings:
         "(default 7 days); hard bounces quarantine for good.",
     )
 
+    # Webhooks and status callbacks (channels/webhook.py, callbacks.py)
+    webhook_secret: str = _field(
+        "",
+        "Secret that signs every webhook request (`Tidings-Signature` header, HMAC-SHA256 "
+        "over the timestamp and the body); receivers verify with it. Status callbacks are "
+        "signed with their subscription's own secret.",
+    )
+    webhook_connect_timeout: float = _field(
+        5.0, "Seconds to resolve a webhook or callback host and connect to it."
+    )
+    webhook_timeout: float = _field(
+        30.0, "Seconds a webhook or callback request may take in all before it is retried."
+    )
+    webhook_max_response_bytes: int = _field(
+        4096, "How much of a receiver's answer is read and kept (the delivery log's reply)."
+    )
+    webhook_allow_private: bool = _field(
+        False,
+        "Let webhooks and callbacks reach loopback, private, link-local and reserved "
+        "addresses (refused by default, so templates cannot reach into your network).",
+    )
+    webhook_allowed_networks: str = _field(
+        "",
+        "Networks webhooks and callbacks may reach although private (`10.1.0.0/16,::1`); "
+        "checked against every address a host resolves to.",
+    )
+    webhook_user_agent: str = _field(
+        "Tidings-Webhook/1", "`User-Agent` of webhook and callback requests."
+    )
+    webhook_pool_size: int = _field(
+        32, "Most HTTP connections the webhook transport keeps open (per process)."
+    )
+    webhook_id_header: str = _field(
+        "X-Request-Id",
+        "Response header whose value becomes the provider id of a delivered webhook.",
+    )
+    webhook_ca_file: str = _field(
+        "",
+        "CA bundle (PEM) to verify HTTPS webhook and callback receivers with; default "
+        "certifi's authorities.",
+    )
+    callback_max_attempts: int = _field(
+        10, "Attempts to send one status callback before it is marked failed."
+    )
+    callback_max_age: float = _field(
+        86400.0, "How long a status callback is retried, counted from its creation."
+    )
+    callback_retry_base: float = _field(
+        10.0,
+        "First delay before a status callback is tried again; it doubles per attempt, "
+        "with jitter, up to `TIDINGS_CALLBACK_RETRY_MAX` (a `Retry-After` is honoured).",
+    )
+    callback_retry_max: float = _field(
+        3600.0, "Longest delay between two attempts to send a status callback."
+    )
+    callback_poll_interval: float = _field(
+        1.0, "How often the callback sender looks for due status callbacks."
+    )
+    callback_concurrency: int = _field(32, "Most status callbacks one process sends at once.")
+
     @classmethod
     def load(
         cls, env: Mapping[str, str] | None = None, toml_path: str | Path | None = None
@@ -361,6 +456,11 @@ class Settings:
             "soft_bounce_limit",
             "connector_down_after",
             "smpp_window",
+            "webhook_pool_size",
+            "callback_max_attempts",
+            "callback_concurrency",
+            "apns_concurrency",
+            "fcm_concurrency",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
@@ -368,6 +468,20 @@ class Settings:
             self.bounce_address.count("@") != 1 or self.bounce_address.startswith("@")
         ):
             raise SettingsError("bounce_address must be an address: `bounces@example.com`")
+        if self.apns_key and self.apns_key_file:
+            raise SettingsError("set apns_key or apns_key_file, not both")
+        if self.uses_apns and not (self.apns_key_id and self.apns_team_id and self.apns_topic):
+            raise SettingsError("APNs needs apns_key_id, apns_team_id and apns_topic")
+        if self.apns_endpoint not in ("production", "sandbox") and not (
+            self.apns_endpoint.startswith("https://")
+        ):
+            raise SettingsError("apns_endpoint must be production, sandbox or an https:// URL")
+        if self.fcm_service_account and self.fcm_service_account_file:
+            raise SettingsError("set fcm_service_account or fcm_service_account_file, not both")
+        if not self.fcm_endpoint.startswith("https://"):
+            raise SettingsError("fcm_endpoint must be an https:// URL")
+        if self.apns_timeout <= 0 or self.fcm_timeout <= 0:
+            raise SettingsError("apns_timeout and fcm_timeout must be > 0")
         if not 0 <= self.bounce_smtp_port <= 65535:
             raise SettingsError("bounce_smtp_port must be between 0 and 65535")
         if self.soft_bounce_window <= 0 or self.soft_bounce_quarantine <= 0:
@@ -382,6 +496,16 @@ class Settings:
             raise SettingsError("smpp_throughput must be >= 0 and smpp_reconnect_min > 0")
         if len(self.smpp_password) > 8 or len(self.smpp_system_id) > 15:
             raise SettingsError("smpp_password has at most 8 characters, smpp_system_id 15")
+        if min(self.webhook_connect_timeout, self.webhook_timeout) <= 0:
+            raise SettingsError("webhook_connect_timeout and webhook_timeout must be > 0")
+        if min(self.callback_retry_base, self.callback_retry_max, self.callback_max_age) <= 0:
+            raise SettingsError("callback_retry_base, _retry_max and _max_age must be > 0")
+        if self.callback_poll_interval <= 0 or self.webhook_max_response_bytes < 0:
+            raise SettingsError("callback_poll_interval must be > 0, max response bytes >= 0")
+        try:
+            destination.parse_networks(self.webhook_allowed_networks.split(","))
+        except ValueError as exc:
+            raise SettingsError(f"webhook_allowed_networks: {exc}") from None
         if not self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")):
             raise SettingsError("database_url must start with sqlite:// or postgresql://")
 
@@ -396,6 +520,16 @@ class Settings:
         return self.email_transport == "smtp" or (
             self.email_transport == "" and bool(self.smtp_host)
         )
+
+    @property
+    def uses_apns(self) -> bool:
+        """Whether push to APNs is configured."""
+        return bool(self.apns_key or self.apns_key_file)
+
+    @property
+    def uses_fcm(self) -> bool:
+        """Whether push to FCM is configured."""
+        return bool(self.fcm_service_account or self.fcm_service_account_file)
 
     @property
     def effective_smtp_port(self) -> int:

@@ -104,6 +104,7 @@ async def test_a_batch_of_events_is_written_field_for_field(db: Database) -> Non
             scheduled_at=NOW + 1000 if n == 2 else None,
             expires_at=NOW + 10**9 if n == 3 else None,
             due_at=NOW + n,
+            ctx_issues='[{"field":"$.n"}]' if n == 6 else None,
         )
         for n in range(7)
     ]
@@ -128,6 +129,7 @@ async def test_a_batch_of_events_is_written_field_for_field(db: Database) -> Non
             got.expires_at,
             got.due_at,
             got.attempts,
+            got.ctx_issues,
         ) == (
             e.id,
             e.type,
@@ -142,6 +144,7 @@ async def test_a_batch_of_events_is_written_field_for_field(db: Database) -> Non
             e.expires_at,
             e.due_at,
             0,
+            e.ctx_issues,
         )
 
 

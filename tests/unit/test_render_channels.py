@@ -248,3 +248,13 @@ def test_folder_without_any_template(tmp_path: Path) -> None:
     with pytest.raises(files.TemplateFolderError, match="has no template"):
         files.read_folder(path)
     assert files.find_folders(tmp_path) == []
+
+
+def test_tojson_writes_a_missing_value_as_null(renderer: render.Renderer) -> None:
+    content = model.WebhookContent(
+        url="https://h.example.com",
+        body='{"a": {{ ctx.missing|tojson }}, "b": {{ ctx.x.y|tojson }}}',
+    )
+    msg = rendered(renderer, content, event({}, externalId="c-1"))
+    assert isinstance(msg, model.WebhookMessage)
+    assert json.loads(msg.body) == {"a": None, "b": None}

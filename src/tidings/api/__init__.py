@@ -8,6 +8,7 @@
 - ``/nl/jsp/...``: Campaign Classic SOAP compatibility (:mod:`.soap`), and
   ``/api/v1/templates/import-adobe`` (:mod:`.adobe_templates`).
 - ``/api/v1/bounces``: bounces in (raw messages) and their list (:mod:`.bounces`).
+- ``/api/v1/callbacks/...``: status-callback subscriptions and their log (:mod:`.callbacks`).
 """
 
 from __future__ import annotations
@@ -23,14 +24,18 @@ from tidings.api import (
     adobe,
     adobe_templates,
     bounces,
+    callbacks,
     errors,
+    event_types,
     events,
     openapi,
     ops,
     soap,
+    templates,
 )
 from tidings.api.fast import FastIntake
 from tidings.app import App
+from tidings.control import errors as control_errors
 from tidings.store.database import Unavailable
 
 
@@ -71,9 +76,13 @@ def create_app(app: App) -> Litestar:
             soap.router(app),
             adobe_templates.router(app),
             bounces.router(app),
+            callbacks.router(app),
+            event_types.router(app),
+            templates.router(app),
         ],
         exception_handlers={
             errors.ApiError: errors.handle_api_error,
+            control_errors.ControlError: errors.handle_control,
             ratelimit.Limited: errors.handle_rate_limited,
             Unavailable: errors.handle_unavailable,
             HTTPException: errors.handle_http,

@@ -1,4 +1,7 @@
-"""Operating routes: the outbox, quarantine, event types (pause/resume) and API keys."""
+"""Operating routes: the outbox, quarantine, event types (pause/resume) and API keys.
+
+The list of event types is served with their other routes, by :mod:`.event_types`.
+"""
 
 from __future__ import annotations
 
@@ -263,18 +266,6 @@ def router(app: App) -> Router:
         if not await quarantine.remove(db, kind, address):
             raise ApiError(404, "not_found", f"{address} is not quarantined on {channel}")
 
-    @get(
-        "/event-types",
-        summary="Event types",
-        guards=[events_scope],
-        operation_id="listEventTypes",
-        tags=["event types"],
-        responses={200: ResponseSpec(list[EventTypeOut], description="Event types")},
-    )
-    async def list_types() -> Response[bytes]:
-        found = await control_catalog.event_types(db)
-        return _ok([EventTypeOut(t.name, t.label, str(t.default_channel), t.paused) for t in found])
-
     @post(
         "/event-types/{name:str}/pause",
         summary="Pause an event type",
@@ -363,7 +354,6 @@ def router(app: App) -> Router:
             list_quarantine,
             add_quarantine,
             remove_quarantine,
-            list_types,
             pause,
             resume,
             list_keys,

@@ -89,7 +89,8 @@ def prepare(app: App, name: str, event_id: str, body: bytes) -> intake.Prepared:
     except ingest.InvalidEvent as exc:
         # Adobe's body has no "recipient" object: name the top-level field.
         exc.field = exc.field.replace("$.recipient.", "$.")
-        raise intake.invalid(exc) from None
+        # Adobe answers 400 for a ctx that does not fit the event's definition.
+        raise intake.invalid(exc, 400 if exc.code == "invalid_ctx" else 422) from None
     out = adobe_out(
         app,
         event_id,

@@ -12,13 +12,22 @@ The body is always JSON::
 400   ``malformed_json`` (the body is not JSON, or not an object)
 401   ``unauthorized`` (no key, or a key that is unknown or revoked)
 403   ``forbidden`` (the key lacks the scope)
-404   ``not_found``, ``unknown_event_type`` (Campaign Standard route)
+400   ``invalid_ctx`` (Campaign Standard route: the ctx does not fit a strict event type)
+404   ``not_found``, ``unknown_event_type``, ``unknown_version``, ``unknown_block``,
+      ``unknown_profile``, ``not_published``
 405   ``method_not_allowed``
+409   ``duplicate_event_type``, ``event_type_in_use`` (events of the type are queued)
 413   ``body_too_large``, ``batch_too_large``
 415   ``unsupported_media_type`` (send ``application/json``)
 422   ``invalid_field``, ``missing_field``, ``unknown_field``, ``invalid_email``,
       ``invalid_phone``, ``invalid_date``, ``missing_recipient``,
-      ``expiration_before_scheduled``, ``idempotency_key_reused``, ``not_a_bounce``
+      ``expiration_before_scheduled``, ``idempotency_key_reused``, ``not_a_bounce``,
+      ``invalid_url`` (a callback URL that is not http/https, carries credentials or names
+      a refused address)
+      ``invalid_ctx`` (the ctx does not fit a strict event type's schema),
+      ``invalid_name``, ``invalid_schema``, ``invalid_language``, ``wrong_channel``,
+      ``channel_not_allowed``, ``invalid_version`` (publishing a version that fails
+      validation; ``issues`` lists the findings), ``mjml_error``, ``render_error``
 429   ``rate_limited`` (the API key is over its rate limit; retry after ``Retry-After``)
 503   ``unavailable`` (the database cannot be reached; retry after ``Retry-After``),
       ``overloaded`` (ingest is shedding load: the queue is too far behind)
@@ -36,6 +45,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from tidings import ratelimit
+from tidings.control import errors as control_errors
 from tidings.store.database import Unavailable
 
 log = logging.getLogger("tidings.api")
@@ -49,6 +59,8 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
     code: str
     message: str
     field: str | None = None
+    #: Validation findings, when a template version was refused.
+    issues: list[Any] | None = None
 
 
 class ErrorResponse(msgspec.Struct):
@@ -68,9 +80,10 @@ class ApiError(Exception):
         *,
         field: str | None = None,
         headers: dict[str, str] | None = None,
+        issues: list[Any] | None = None,
     ):
         super().__init__(message)
-        self.body = ErrorBody(status, code, message, field)
+        self.body = ErrorBody(status, code, message, field, issues)
         self.headers = headers or {}
 
 
@@ -196,3 +209,14 @@ def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes
 def handle_crash(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """Litestar exception handler for anything unexpected."""
     return respond(crashed(exc))
+
+
+def from_control(exc: control_errors.ControlError) -> ApiError:
+    """The answer for a control operation refused (404, 409 or 422, with its code)."""
+    issues = exc.issues if isinstance(exc, control_errors.Invalid) and exc.issues else None
+    return ApiError(exc.status, exc.code, exc.message, field=exc.field, issues=issues)
+
+
+def handle_control(_: Request[Any, Any, Any], exc: control_errors.ControlError) -> Response[bytes]:
+    """Litestar exception handler for :class:`tidings.control.errors.ControlError`."""
+    return respond(from_control(exc))

@@ -15,6 +15,8 @@ from msgspec import Meta
 from tidings import clock, ingest, model
 from tidings.store import events as events_store
 
+_issues_decoder = msgspec.json.Decoder(list[str])
+
 Priority = Annotated[int, Meta(ge=0, le=9, description="0-9, 9 first; default 5")]
 DateText = Annotated[
     str,
@@ -157,6 +159,8 @@ class EventDetail(EventOut):
 
     deliveries: list[DeliveryOut] = []
     receipts: list[ReceiptOut] = []
+    #: What did not fit the event type's ctx schema (lenient validation let it through).
+    ctxIssues: list[str] = []
 
 
 class EventPage(msgspec.Struct):
@@ -292,4 +296,5 @@ def event_detail(
             )
             for r in receipts
         ],
+        ctxIssues=_issues_decoder.decode(event.ctx_issues) if event.ctx_issues else [],
     )

@@ -28,6 +28,8 @@ from typing import Any
 
 import jinja2
 import jinja2.sandbox
+import jinja2.utils
+import markupsafe
 import msgspec
 
 from tidings import clock, model
@@ -122,14 +124,25 @@ class _Environment(jinja2.sandbox.SandboxedEnvironment):
         return super().getattr(obj, attribute)
 
 
+def _tojson(value: Any) -> markupsafe.Markup:
+    """Jinja2's ``tojson`` (``<``, ``>``, ``&`` and ``'`` escaped, so the output is safe in
+    HTML too), with a missing value written as ``null``, as a missing ctx field renders empty
+    elsewhere rather than failing the message."""
+    if isinstance(value, jinja2.Undefined):
+        value = None
+    return jinja2.utils.htmlsafe_json_dumps(value)
+
+
 def _environment(autoescape: bool) -> jinja2.sandbox.SandboxedEnvironment:
-    return _Environment(
+    env = _Environment(
         autoescape=autoescape,
         undefined=jinja2.ChainableUndefined,
         keep_trailing_newline=True,
         auto_reload=False,
         cache_size=0,
     )
+    env.filters["tojson"] = _tojson
+    return env
 
 
 def parse_address(text: str) -> model.EmailAddress:
@@ -158,7 +171,7 @@ class Renderer:
         self.message_id_domain = message_id_domain  # empty: each message's sender's domain
         local, _, domain = bounce_address.rpartition("@")
         self._verp = (local, domain) if local else None
-        self._compiled: dict[int, Compiled] = {}
+        self._compiled: dict[tuple[int, str], Compiled] = {}
         self._cache_size = cache_size
 
     def _template(self, env: jinja2.Environment, source: str, part: str) -> Any:
@@ -174,14 +187,17 @@ class Renderer:
             raise RenderError(f"version {publication.version_id} is not an email template")
         return compiled
 
-    def compile(self, publication: model.Publication) -> Compiled:
-        """The compiled form of a published version of any channel (cached by version)."""
-        compiled = self._compiled.get(publication.version_id)
+    def compile(self, publication: model.Publication, language: str = "") -> Compiled:
+        """The compiled form of a published version of any channel, in ``language`` (one of
+        its variants) or else its fallback content; cached by (version, language)."""
+        key = (publication.version_id, language)
+        compiled = self._compiled.get(key)
         if compiled is None:
-            compiled = self._compile_any(publication.content, publication.version_id)
+            content = publication.variants[language] if language else publication.content
+            compiled = self._compile_any(content, publication.version_id)
             if len(self._compiled) >= self._cache_size:
                 self._compiled.pop(next(iter(self._compiled)))
-            self._compiled[publication.version_id] = compiled
+            self._compiled[key] = compiled
         return compiled
 
     def check_email(self, content: model.EmailContent) -> None:

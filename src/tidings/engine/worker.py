@@ -23,7 +23,7 @@ from typing import Any
 
 from tidings import clock, metrics, model
 from tidings.channels import base
-from tidings.engine import render, retry, route
+from tidings.engine import languages, render, retry, route
 from tidings.settings import Settings
 from tidings.store import batching, catalog, queue
 from tidings.store import quarantine as quarantine_store
@@ -143,11 +143,21 @@ class Worker:
         if not claimed:
             return True
         self.claimed += len(claimed)
-        emails = [e.recipient.email for e in claimed if e.recipient.email]
-        async with self.db.connection() as conn:
-            quarantined = await quarantine_store.find_quarantined(
-                conn, model.Channel.EMAIL, emails, now
-            )
+        # One query per channel the batch goes by (usually one): which addresses are
+        # quarantined on it.
+        wanted: dict[model.Channel, list[str]] = {}
+        for e in claimed:
+            channel = self.routing.channel_for(e.type, e.channel)
+            address = None if channel is None else route.address_for(channel, e.recipient)
+            if channel is not None and address:
+                wanted.setdefault(channel, []).append(address)
+        quarantined: set[str] = set()
+        if wanted:
+            async with self.db.connection() as conn:
+                for channel, addresses in wanted.items():
+                    quarantined |= await quarantine_store.find_quarantined(
+                        conn, channel, addresses, now
+                    )
         loop = asyncio.get_running_loop()
         for event in claimed:
             await self._slots.acquire()
@@ -216,7 +226,12 @@ class Worker:
             )
         started = time.perf_counter_ns()
         try:
-            message = self.renderer.render(self.renderer.compile(publication), event)
+            language = (
+                languages.variant(publication.variants, event, publication.language_field)
+                if publication.variants
+                else ""
+            )
+            message = self.renderer.render(self.renderer.compile(publication, language), event)
         except render.RenderError as exc:
             return self._finish(event, S.DELIVERY_FAILED, str(exc), publication)
         rendered = time.perf_counter_ns()
@@ -229,7 +244,8 @@ class Worker:
             attempt=event.attempts,
             channel=channel,
             transport=outcome.via or transport.name,
-            address=decision.address,
+            # A webhook's address is the URL it rendered to, not its template's.
+            address=message.url if isinstance(message, model.WebhookMessage) else decision.address,
             message_id=(
                 message.reference if isinstance(message, model.SmsMessage) else message.message_id
             ),
@@ -322,6 +338,7 @@ class Worker:
             template_version_id=None if publication is None else publication.version_id,
             delivery=delivery,
             quarantine=quarantine,
+            event=event,
         )
 
     async def _record(self, completions: list[queue.Completion]) -> list[None]:

@@ -166,23 +166,39 @@ async def unpublish(conn: Connection, event_type: str, channel: model.Channel) -
 
 
 ACTIVE_PUBLICATIONS = sql(
-    "SELECT id, event_type, channel, version_id, content FROM publications WHERE active"
+    "SELECT id, event_type, channel, version_id, content, bundle FROM publications WHERE active"
 )
 
 
+class _Languages(msgspec.Struct, frozen=True):
+    """The part of a publication's bundle that routing reads: its language variants."""
+
+    variants: dict[str, model.Content] = {}
+    languageField: str = ""
+
+
+_languages_decoder = msgspec.json.Decoder(_Languages)
+
+
 async def active_publications(conn: Connection) -> list[model.Publication]:
-    """Every publication currently routed to."""
+    """Every publication currently routed to, with its language variants (publications of
+    template folders have none)."""
     rows = await conn.fetch(ACTIVE_PUBLICATIONS)
-    return [
-        model.Publication(
-            id=int(r[0]),
-            event_type=r[1],
-            channel=model.Channel(r[2]),
-            version_id=int(r[3]),
-            content=_content_decoder.decode(r[4]),
+    found = []
+    for r in rows:
+        languages = _languages_decoder.decode(r[5]) if r[5] else _Languages()
+        found.append(
+            model.Publication(
+                id=int(r[0]),
+                event_type=r[1],
+                channel=model.Channel(r[2]),
+                version_id=int(r[3]),
+                content=_content_decoder.decode(r[4]),
+                variants=languages.variants,
+                language_field=languages.languageField,
+            )
         )
-        for r in rows
-    ]
+    return found
 
 
 async def load_routing(

@@ -37,6 +37,8 @@ class NewEvent(msgspec.Struct, frozen=True, array_like=True):
     scheduled_at: int | None
     expires_at: int | None
     due_at: int
+    #: JSON list of ctx mismatches a lenient event type let through.
+    ctx_issues: str | None = None
 
     def row(self) -> tuple[Any, ...]:
         """The INSERT parameters."""
@@ -57,6 +59,7 @@ class NewEvent(msgspec.Struct, frozen=True, array_like=True):
             self.expires_at,
             self.due_at,
             0,
+            self.ctx_issues,
         )
 
 
@@ -90,13 +93,15 @@ def event_from_row(row: Row) -> model.Event:
         publication_id=row[19],
         template_version_id=row[20],
         reason=row[21],
+        ctx_issues=row[22] if len(row) > 22 else None,
     )
 
 
 INSERT_EVENT = sql(
     """INSERT INTO events (id, type, channel, email, mobile_phone, push_token, external_id,
-       ctx, priority, status, source, received_at, scheduled_at, expires_at, due_at, attempts)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"""
+       ctx, priority, status, source, received_at, scheduled_at, expires_at, due_at, attempts,
+       ctx_issues)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"""
 )
 
 
@@ -104,14 +109,15 @@ INSERT_EVENT = sql(
 # statement once a row: ~3x the server's work for a batch of 500, see BENCHMARKS.md).
 INSERT_EVENTS_UNNEST = sql(
     """INSERT INTO events (id, type, channel, email, mobile_phone, push_token, external_id,
-       ctx, priority, status, source, received_at, scheduled_at, expires_at, due_at, attempts)
+       ctx, priority, status, source, received_at, scheduled_at, expires_at, due_at, attempts,
+       ctx_issues)
        SELECT id, type, channel, email, mobile_phone, push_token, external_id, ctx, priority,
-       'pending', source, received_at, scheduled_at, expires_at, due_at, 0
+       'pending', source, received_at, scheduled_at, expires_at, due_at, 0, ctx_issues
        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
        $7::text[], $8::text[], $9::smallint[], $10::text[], $11::bigint[], $12::bigint[],
-       $13::bigint[], $14::bigint[])
+       $13::bigint[], $14::bigint[], $15::text[])
        AS batch (id, type, channel, email, mobile_phone, push_token, external_id, ctx,
-       priority, source, received_at, scheduled_at, expires_at, due_at)"""
+       priority, source, received_at, scheduled_at, expires_at, due_at, ctx_issues)"""
 )
 
 
@@ -149,11 +155,14 @@ def insert_steps(
         [e.scheduled_at for e in events],
         [e.expires_at for e in events],
         [e.due_at for e in events],
+        [e.ctx_issues for e in events],
     )
     return [(INSERT_EVENTS_UNNEST, [columns])]
 
 
-GET_EVENT = sql(f"SELECT {COLUMNS} FROM events WHERE id = $1")
+#: The queue claims :data:`COLUMNS`; one event's view adds what only the API shows.
+DETAIL_COLUMNS = COLUMNS + ", ctx_issues"
+GET_EVENT = sql(f"SELECT {DETAIL_COLUMNS} FROM events WHERE id = $1")
 
 
 async def get_event(conn: Connection, event_id: int) -> model.Event | None:

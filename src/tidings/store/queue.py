@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from tidings import ids, model
+from tidings.store import callbacks as callbacks_store
 from tidings.store import events as events_store
 from tidings.store.database import Connection, Database, Query, Row, sql
 
@@ -88,6 +89,8 @@ class Completion(msgspec.Struct, frozen=True):
     template_version_id: int | None = None
     delivery: model.Delivery | None = None
     quarantine: model.QuarantineEntry | None = None
+    #: The event as claimed; with it, a final status enqueues its status callbacks.
+    event: model.Event | None = None
 
 
 # A worker decides ``paused`` from its routing snapshot; if the type was resumed since (the
@@ -128,7 +131,8 @@ QUARANTINE_ADDRESS = sql(
 
 
 async def record_outcomes(conn: Connection, completions: Sequence[Completion]) -> None:
-    """Write the outcomes of claimed events, their delivery log and any quarantined address."""
+    """Write the outcomes of claimed events, their delivery log, any quarantined address and
+    the status callbacks of final statuses."""
     for query, rows in outcome_steps(completions):
         await conn.executemany(query, rows)
 
@@ -188,6 +192,7 @@ def outcome_steps(
         (RECORD_OUTCOME, updates),
         (INSERT_DELIVERY_WITH_PROVIDER_ID, deliveries),
         (QUARANTINE_ADDRESS, quarantined),
+        (callbacks_store.ENQUEUE, callbacks_store.status_rows(completions)),
     ]
 
 

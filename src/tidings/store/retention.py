@@ -1,12 +1,12 @@
 """Retention: purge old events in small batches, keeping daily aggregates of what went.
 
-Events that reached a final status and were received longer ago than the retention age go,
-with their delivery log, outbox messages and bounces, ``batch`` events per transaction (short
-transactions, a pause between them, so claims and ingest commits keep their turn at the
-database). In the same transaction as the delete, each batch is counted into ``daily_stats``
-(per UTC day of receipt, event type and final status: events, attempts, and for processed
-events the sum of the times from due to sent). An event is therefore counted exactly once:
-in ``daily_stats`` once purged, in the events table until then; :func:`daily_report` adds
+Events that reached a final status and were received longer ago than the retention age go, with
+their delivery log, outbox messages, bounces and status callbacks, ``batch`` events per
+transaction (short transactions, a pause between them, so claims and ingest commits keep their
+turn at the database). In the same transaction as the delete, each batch is counted into
+``daily_stats`` (per UTC day of receipt, event type and final status: events, attempts, and for
+processed events the sum of the times from due to sent). An event is therefore counted exactly
+once: in ``daily_stats`` once purged, in the events table until then; :func:`daily_report` adds
 the two. Aggregates are purged in turn after the (longer) report retention age.
 
 Events still queued or paused are kept whatever their age: a purge never takes an event a
@@ -23,6 +23,7 @@ import random
 import msgspec
 
 from tidings import clock, model
+from tidings.store import callbacks as callbacks_store
 from tidings.store.database import Connection, Database, Unavailable, sql
 
 log = logging.getLogger("tidings.retention")
@@ -93,8 +94,8 @@ class Purged(msgspec.Struct, frozen=True):
 
 async def purge_batch(conn: Connection, older_than: int, limit: int = BATCH) -> int | None:
     """Count and delete up to ``limit`` final events received before ``older_than`` (with
-    their deliveries, outbox messages, bounces and receipts), in the caller's transaction.
-    Returns how many, or None if another node holds the purge lock."""
+    their deliveries, outbox messages, bounces, receipts and status callbacks), in the
+    caller's transaction. Returns how many, or None if another node holds the purge lock."""
     if not await conn.fetchval(TRY_LOCK):
         return None
     doomed = [row[0] for row in await conn.fetch(OLD_EVENTS, older_than, limit)]
@@ -105,6 +106,7 @@ async def purge_batch(conn: Connection, older_than: int, limit: int = BATCH) -> 
     await conn.execute(DELETE_OUTBOX, doomed)
     await conn.execute(DELETE_BOUNCES, doomed)
     await conn.execute(DELETE_RECEIPTS, doomed)
+    await callbacks_store.purge_for_events(conn, doomed)
     return await conn.execute(DELETE_EVENTS, doomed)
 
 

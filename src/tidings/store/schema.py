@@ -50,6 +50,7 @@ events = sa.Table(
     sa.Column("publication_id", BigInt, nullable=True),
     sa.Column("template_version_id", BigInt, nullable=True),
     sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("ctx_issues", sa.Text, nullable=True, comment="lenient ctx check: what mismatched"),
     sa.Index(
         "ix_events_queue",
         "priority",
@@ -115,6 +116,7 @@ event_types = sa.Table(
     sa.Column("paused", sa.Boolean, nullable=False),
     sa.Column("created_at", BigInt, nullable=False),
     sa.Column("updated_at", BigInt, nullable=False),
+    sa.Column("spec", sa.Text, nullable=True, comment="JSON: description, channels, ctx schema"),
 )
 
 template_versions = sa.Table(
@@ -127,6 +129,7 @@ template_versions = sa.Table(
     sa.Column("content", sa.Text, nullable=False, comment="JSON, per channel"),
     sa.Column("author", sa.Text, nullable=False),
     sa.Column("created_at", BigInt, nullable=False),
+    sa.Column("variants", sa.Text, nullable=True, comment="JSON: language -> content"),
     sa.UniqueConstraint("event_type", "channel", "number"),
 )
 
@@ -142,6 +145,7 @@ publications = sa.Table(
     sa.Column("published_by", sa.Text, nullable=False),
     sa.Column("published_at", BigInt, nullable=False),
     sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("bundle", sa.Text, nullable=True, comment="JSON: the whole frozen publication"),
     sa.Index(
         "ix_publications_active",
         "event_type",
@@ -279,4 +283,103 @@ receipts = sa.Table(
         "ix_receipts_channel_provider_id_state", "channel", "provider_id", "state", unique=True
     ),
     sa.Index("ix_receipts_event_id", "event_id"),
+)
+
+# -- status callbacks (store/callbacks.py, callbacks.py) ----------------------------------------
+
+#: A client's subscription: each event's final status (and delivery receipts) POSTed to ``url``,
+#: signed with ``secret`` (kept in clear: it is needed to sign). Removing one deactivates it,
+#: so the log keeps naming it.
+callback_subscriptions = sa.Table(
+    "callback_subscriptions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("event_types", sa.Text, nullable=False, comment="comma-separated; empty: all"),
+    sa.Column("statuses", sa.Text, nullable=False, comment="comma-separated; empty: all"),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created_at", BigInt, nullable=False),
+)
+
+#: The outbox of callbacks: one row per (subscription, event, status or receipt), written in
+#: the transaction that records the event's final status, sent and retried by the sender.
+callbacks = sa.Table(
+    "callbacks",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("subscription_id", BigInt, nullable=False),
+    sa.Column("event_id", BigInt, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False, comment="status or receipt"),
+    sa.Column("payload", sa.Text, nullable=False, comment="the JSON body POSTed"),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_at", BigInt, nullable=False, comment="next attempt, or lease end"),
+    sa.Column("last_reply", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False, comment="pending, delivered or failed"),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.Column("delivered_at", BigInt, nullable=True),
+    sa.Index(
+        "ix_callbacks_due",
+        "next_at",
+        sqlite_where=sa.text("state = 'pending'"),
+        postgresql_where=sa.text("state = 'pending'"),
+    ),
+    sa.Index("ix_callbacks_event_id_subscription_id", "event_id", "subscription_id"),
+    sa.Index("ix_callbacks_subscription_id_id", "subscription_id", "id"),
+)
+
+#: Every attempt to send a callback: the log.
+callback_attempts = sa.Table(
+    "callback_attempts",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("callback_id", BigInt, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False, comment="delivered, retry or failed"),
+    sa.Column("reply", sa.Text, nullable=False),
+    sa.Column("duration_us", BigInt, nullable=False),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.Index("ix_callback_attempts_callback_id", "callback_id"),
+)
+
+# -- the control instance (store/design.py) ------------------------------------------------------
+
+#: Shared template parts (header, footer, legal text): every save is a new numbered version.
+content_blocks = sa.Table(
+    "content_blocks",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("author", sa.Text, nullable=False),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.UniqueConstraint("name", "number"),
+)
+
+#: Sample events (recipient and ctx) per event type, to preview templates with.
+test_profiles = sa.Table(
+    "test_profiles",
+    metadata,
+    sa.Column("event_type", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("recipient", sa.Text, nullable=False, comment="JSON"),
+    sa.Column("ctx", sa.Text, nullable=False, comment="JSON object"),
+    sa.Column("updated_at", BigInt, nullable=False),
+)
+
+#: Who published or unpublished what, and when.
+publication_audit = sa.Table(
+    "publication_audit",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False, comment="publish or unpublish"),
+    sa.Column("version_number", sa.Integer, nullable=True),
+    sa.Column("publication_id", BigInt, nullable=True),
+    sa.Column("content_hash", sa.Text, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.Index("ix_publication_audit_event_type", "event_type"),
 )
