@@ -9,7 +9,8 @@ fresh database, exactly as a user would run it, and drives it over loopback:
 - ``ingest``: single-event ``POST /api/v1/events`` from wrk (keep-alive, 64 connections); each
   answer comes after the event is committed. The API runs alone (``tidings api``) so that the
   number is the API's; the rows are counted afterwards and must match wrk's requests.
-- ``batch``: ``POST /api/v1/events/batch`` with 500 events a request, 4 connections.
+- ``batch``: ``POST /api/v1/events/batch`` with 500 events a request (``--batch-size``),
+  4 connections.
 - ``e2e``: ``tidings serve`` delivering by SMTP to Postfix's ``smtp-sink`` while wrk POSTs
   events for the run's length; throughput = events / (last SMTP 250 - first event received),
   the backlog drained included, i.e. the rate at which the single process delivers.
@@ -17,7 +18,8 @@ fresh database, exactly as a user would run it, and drives it over loopback:
   latency = the event's SMTP 250 (``sent_at``, written by the worker when the server accepted
   the message) minus the moment the client had its 201.
 
-Results are printed as a Markdown table for BENCHMARKS.md.
+``--processes 1,2`` runs each scenario but the latency one once per process count (``tidings
+api|serve --processes N``). Results are printed as a Markdown table for BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -136,7 +138,11 @@ class Running:
 
 @contextlib.contextmanager
 def tidings(
-    verb: str, database_url: str, folder: Path, smtp_port: int | None = None
+    verb: str,
+    database_url: str,
+    folder: Path,
+    smtp_port: int | None = None,
+    processes: int = 1,
 ) -> Iterator[Running]:
     port = free_port()
     env = dict(os.environ)
@@ -144,6 +150,7 @@ def tidings(
         TIDINGS_DATABASE_URL=database_url,
         TIDINGS_PORT=str(port),
         TIDINGS_LOG_LEVEL="warning",
+        TIDINGS_PROCESSES=str(processes),
     )
     if smtp_port is not None:
         env.update(
@@ -283,8 +290,11 @@ def post_script(folder: Path, key: str) -> Path:
     return script
 
 
-def scenario_ingest(db: str, folder: Path, seconds: float) -> Row:
-    with fresh_database(db, folder) as url, tidings("api", url, folder) as running:
+def scenario_ingest(db: str, folder: Path, seconds: float, processes: int = 1) -> Row:
+    with (
+        fresh_database(db, folder) as url,
+        tidings("api", url, folder, processes=processes) as running,
+    ):
         script = post_script(folder, running.key)
         target = running.url + "/api/v1/events"
         wrk(script, target, 2, warm_up=False)
@@ -294,20 +304,25 @@ def scenario_ingest(db: str, folder: Path, seconds: float) -> Row:
     acknowledged = result.requests - result.errors
     detail = (
         f"{result.requests} requests, {stored} rows stored, {result.errors} non-2xx; "
-        f"latency p50 {result.p50}, p99 {result.p99} (wrk -t1 -c{CONNECTIONS}, API alone)"
+        f"latency p50 {result.p50}, p99 {result.p99} (wrk -t1 -c{CONNECTIONS}, API alone, "
+        f"{processes} process{'es' if processes > 1 else ''})"
     )
     if stored < acknowledged:
         detail += f" — MISSING {acknowledged - stored} acknowledged events"
     return Row("single-event ingest", db, f"{result.rate:,.0f} events/s", detail)
 
 
-def scenario_batch(db: str, folder: Path, seconds: float) -> Row:
-    size = 500
+def scenario_batch(
+    db: str, folder: Path, seconds: float, processes: int = 1, size: int = 500
+) -> Row:
     batch = [json.loads(event_body(n)) for n in range(size)]
     body = json.dumps({"events": batch}).encode()
-    with fresh_database(db, folder) as url, tidings("api", url, folder) as running:
+    with (
+        fresh_database(db, folder) as url,
+        tidings("api", url, folder, processes=processes) as running,
+    ):
         target = running.url + "/api/v1/events/batch"
-        count = max(20, int(seconds * 60))
+        count = max(20, int(seconds * 30_000 / size))
         asyncio.run(load.closed_loop(target, running.key, lambda n: body, count=4, connections=2))
         result = asyncio.run(_batches(target, running.key, body, count))
         stored = len(event_rows(url))
@@ -317,7 +332,8 @@ def scenario_batch(db: str, folder: Path, seconds: float) -> Row:
         "batch ingest",
         db,
         f"{rate:,.0f} events/s",
-        f"{result[0]} batches of {size} in {result[1]:.1f} s, {stored} rows stored (4 connections)",
+        f"{result[0]} batches of {size} in {result[1]:.1f} s, {stored} rows stored "
+        f"(4 connections, {processes} process{'es' if processes > 1 else ''})",
     )
 
 
@@ -344,11 +360,11 @@ async def _batches(target: str, key: str, body: bytes, count: int) -> tuple[int,
     return done, time.perf_counter() - start
 
 
-def scenario_e2e(db: str, folder: Path, seconds: float) -> Row:
+def scenario_e2e(db: str, folder: Path, seconds: float, processes: int = 1) -> Row:
     with (
         fresh_database(db, folder) as url,
         smtp_sink() as sink,
-        tidings("serve", url, folder, smtp_port=sink) as running,
+        tidings("serve", url, folder, smtp_port=sink, processes=processes) as running,
     ):
         script = post_script(folder, running.key)
         posted = wrk(script, running.url + "/api/v1/events", seconds, warm_up=False)
@@ -362,7 +378,8 @@ def scenario_e2e(db: str, folder: Path, seconds: float) -> Row:
         f"{rate:,.0f} emails/s",
         f"{len(sent)}/{len(rows)} events delivered to smtp-sink, from the first POST to the "
         f"last 250, while wrk posted for {seconds:.0f} s (at {posted.rate:,.0f}/s; the backlog "
-        f"is drained at the delivery rate); tidings serve, one process",
+        f"is drained at the delivery rate); tidings serve, {processes} process"
+        f"{'es' if processes > 1 else ''}",
     )
 
 
@@ -434,24 +451,29 @@ def main() -> None:
     parser.add_argument("--scenarios", default="ingest,batch,e2e,latency")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of timed runs")
     parser.add_argument("--rate", type=float, default=200.0, help="rate of the latency run")
+    parser.add_argument(
+        "--processes", default="1", help="comma-separated process counts (TIDINGS_PROCESSES)"
+    )
+    parser.add_argument("--batch-size", type=int, default=500, help="events a batch request")
     args = parser.parse_args()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="tidings-bench-") as tmp:
         folder = Path(tmp)
         for db in args.db.split(","):
             for name in args.scenarios.split(","):
-                if name == "ingest":
-                    row = scenario_ingest(db, folder, args.seconds)
-                elif name == "batch":
-                    row = scenario_batch(db, folder, args.seconds)
-                elif name == "e2e":
-                    row = scenario_e2e(db, folder, args.seconds)
-                elif name == "latency":
-                    row = scenario_latency(db, folder, args.seconds, args.rate)
-                else:
-                    sys.exit(f"unknown scenario {name!r}")
-                print(f"{row.scenario} [{row.db}]: {row.value} — {row.detail}", flush=True)
-                rows.append(row)
+                for n in (int(p) for p in args.processes.split(",")):
+                    if name == "ingest":
+                        row = scenario_ingest(db, folder, args.seconds, n)
+                    elif name == "batch":
+                        row = scenario_batch(db, folder, args.seconds, n, args.batch_size)
+                    elif name == "e2e":
+                        row = scenario_e2e(db, folder, args.seconds, n)
+                    elif name == "latency":
+                        row = scenario_latency(db, folder, args.seconds, args.rate)
+                    else:
+                        sys.exit(f"unknown scenario {name!r}")
+                    print(f"{row.scenario} [{row.db}]: {row.value} — {row.detail}", flush=True)
+                    rows.append(row)
     print(f"\nMachine: {machine()}\n")
     print("| scenario | database | result | detail |")
     print("|---|---|---|---|")

@@ -32,6 +32,7 @@ from tidings import (
     quarantine,
     server,
     subscriptions,
+    supervisor,
 )
 from tidings import targeting as targeting_ops
 from tidings.app import App
@@ -129,11 +130,13 @@ def _with_app(action: Callable[[App], Awaitable[T]]) -> T:
 # ---------------------------------------------------------------------------- running
 
 
-def _serve(api: bool, worker: bool, host: str | None, port: int | None) -> None:
-    settings = _settings(host=host, port=port)
+def _serve(
+    api: bool, worker: bool, host: str | None, port: int | None, processes: int | None = None
+) -> None:
+    settings = _settings(host=host, port=port, processes=processes)
     logs.configure(settings.log_level, settings.log_format)
 
-    def ready(app: App, new_key: str | None) -> None:
+    def announce(new_key: str | None) -> None:
         if api:
             err.print(
                 f"Tidings is listening on [bold]{settings.server_url}[/bold] "
@@ -163,8 +166,24 @@ def _serve(api: bool, worker: bool, host: str | None, port: int | None) -> None:
             f"    [bold green]{password}[/bold green]\n"
         )
 
+    count = supervisor.process_count(settings)
     try:
-        _run(server.run(settings, api=api, worker=worker, ready=ready, first_admin=first_admin))
+        if count > 1:
+            status = supervisor.Supervisor(settings, api=api, worker=worker, processes=count).run(
+                announce, first_admin
+            )
+            if status:
+                raise typer.Exit(status)
+            return
+        _run(
+            server.run(
+                settings,
+                api=api,
+                worker=worker,
+                ready=lambda app, key: announce(key),
+                first_admin=first_admin,
+            )
+        )
     except database.Unavailable as exc:
         err.print(f"[red]database unavailable:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -175,24 +194,28 @@ def _serve(api: bool, worker: bool, host: str | None, port: int | None) -> None:
 
 HostOpt = Annotated[str | None, typer.Option(help="Listen address (TIDINGS_HOST).")]
 PortOpt = Annotated[int | None, typer.Option(help="Listen port (TIDINGS_PORT).")]
+ProcessesOpt = Annotated[
+    int | None,
+    typer.Option(help="Processes on this node, 0: one per core (TIDINGS_PROCESSES).", min=0),
+]
 
 
 @cli.command()
-def serve(host: HostOpt = None, port: PortOpt = None) -> None:
+def serve(host: HostOpt = None, port: PortOpt = None, processes: ProcessesOpt = None) -> None:
     """Run the HTTP API and the worker in this process (migrating the database first)."""
-    _serve(True, True, host, port)
+    _serve(True, True, host, port, processes)
 
 
 @cli.command()
-def api(host: HostOpt = None, port: PortOpt = None) -> None:
+def api(host: HostOpt = None, port: PortOpt = None, processes: ProcessesOpt = None) -> None:
     """Run only the HTTP API (workers run elsewhere on the same database)."""
-    _serve(True, False, host, port)
+    _serve(True, False, host, port, processes)
 
 
 @cli.command()
-def worker() -> None:
+def worker(processes: ProcessesOpt = None) -> None:
     """Run only a worker (the API runs elsewhere on the same database)."""
-    _serve(False, True, None, None)
+    _serve(False, True, None, None, processes)
 
 
 @cli.command("migrate")

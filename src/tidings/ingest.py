@@ -206,7 +206,7 @@ class Ingest:
         )
 
     async def _flush(self, batch: list[events_store.NewEvent]) -> list[None]:
-        await self.db.write_many([events_store.insert_step(batch)])
+        await self.db.write_many(events_store.insert_steps(batch, self.db.dialect))
         if self._on_written is not None:
             self._on_written(batch)
         if self._on_commit is not None:

@@ -59,6 +59,12 @@ class Settings:
     transactional_api: str = _field(
         "mclocal", "`{transactionalAPI}` in the Campaign Standard route (Adobe: `mc` + org id)."
     )
+    processes: int = _field(
+        1,
+        "Processes `tidings serve`, `api` and `worker` run on this node (or `--processes`), "
+        "sharing the listening port, each with its own database connections, group-commit "
+        "writer, event-id slot and worker; 0: one per CPU core. At most 64.",
+    )
     max_body_bytes: int = _field(262144, "Largest request body accepted (413 above it).")
     max_batch_events: int = _field(1000, "Most events in one `POST /api/v1/events/batch`.")
 
@@ -460,6 +466,8 @@ class Settings:
         """Raise :class:`SettingsError` for values outside their range."""
         if not 0 <= self.instance_id <= 255:
             raise SettingsError("instance_id must be between 0 and 255")
+        if not 0 <= self.processes <= 64:
+            raise SettingsError("processes must be between 0 (one per CPU core) and 64")
         if self.email_transport not in ("", "outbox", "smtp"):
             raise SettingsError("email_transport must be `outbox` or `smtp`")
         if self.smtp_tls not in ("none", "opportunistic", "starttls", "implicit"):

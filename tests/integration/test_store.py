@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+
+import msgspec
 
 from tidings import clock, ids, model
-from tidings.store import catalog, idempotency, keys, nodes, outbox, queue
+from tidings.store import catalog, database, idempotency, keys, nodes, outbox, queue
 from tidings.store import events as events_store
 from tidings.store import quarantine as quarantine_store
 from tidings.store.database import Database
@@ -78,6 +82,70 @@ async def test_high_instance_ids_round_trip(db: Database) -> None:
     assert got is not None
     assert got.id == e.id
     assert ids.instance_of(got.id) == 250
+
+
+async def test_a_batch_of_events_is_written_field_for_field(db: Database) -> None:
+    # Several events at once take the one-statement path (PostgreSQL: arrays and unnest);
+    # every field, NULL or not, and high-instance (negative when stored) ids round-trip.
+    high = ids.IdGenerator(250, 2, ids.clock_ms(), ids.clock_ms() + 10**6)
+    batch = [
+        events_store.NewEvent(
+            id=(high if n % 2 else _gen).next(),
+            type=f"type{n}",
+            channel="sms" if n % 3 == 0 else None,
+            email=None if n % 3 == 0 else f"u{n}@example.com",
+            mobile_phone="+4917012345" if n % 3 == 0 else None,
+            push_token="tok\u00e9n" if n == 4 else None,
+            external_id=f"ext-{n}" if n % 2 else None,
+            ctx=b'{"n":%d,"s":"\xc3\xa9"}' % n,
+            priority=n % 10,
+            source="soap" if n == 5 else "api",
+            received_at=NOW + n,
+            scheduled_at=NOW + 1000 if n == 2 else None,
+            expires_at=NOW + 10**9 if n == 3 else None,
+            due_at=NOW + n,
+            ctx_issues='[{"field":"$.n"}]' if n == 6 else None,
+        )
+        for n in range(7)
+    ]
+    async with db.transaction() as conn:
+        assert len(events_store.insert_steps(batch, conn.dialect)) == 1
+        await events_store.insert_events(conn, batch)
+    async with db.connection() as conn:
+        stored = [await events_store.get_event(conn, e.id) for e in batch]
+    for e, got in zip(batch, stored, strict=True):
+        assert got is not None
+        assert (
+            got.id,
+            got.type,
+            got.channel,
+            got.recipient,
+            got.ctx,
+            got.priority,
+            got.status,
+            got.source,
+            got.received_at,
+            got.scheduled_at,
+            got.expires_at,
+            got.due_at,
+            got.attempts,
+            got.ctx_issues,
+        ) == (
+            e.id,
+            e.type,
+            None if e.channel is None else model.Channel(e.channel),
+            model.Recipient(e.email, e.mobile_phone, e.push_token, e.external_id),
+            msgspec.json.decode(e.ctx),
+            e.priority,
+            S.PENDING,
+            e.source,
+            e.received_at,
+            e.scheduled_at,
+            e.expires_at,
+            e.due_at,
+            0,
+            e.ctx_issues,
+        )
 
 
 async def test_claim_takes_priority_then_oldest_and_skips_future(db: Database) -> None:
@@ -303,3 +371,41 @@ async def test_id_slots_are_exclusive_and_resume_after_reservation(db: Database)
     assert c[1] > now + 5000
     async with db.transaction() as conn:
         assert not await nodes.renew_slot(conn, 3, a[0], "a", now + 9000)
+
+
+async def test_sqlite_writers_of_several_processes_take_turns(sqlite_url: str) -> None:
+    # Each process's writer holds an flock on "<file>-writer" while it writes, so the next
+    # one is woken by the kernel the moment it may write (SQLite's busy handler sleeps).
+    path = database.sqlite_path(sqlite_url)
+    first = await database.connect(sqlite_url)
+    second = await database.connect(sqlite_url)
+    probe = os.open(f"{path}-writer", os.O_RDWR)
+    try:
+
+        def free() -> bool:
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(probe, fcntl.LOCK_UN)
+            return True
+
+        assert free()
+        one, two = new_event(), new_event()
+        async with first.transaction() as conn:
+            await events_store.insert_events(conn, [one])
+            assert not free()
+            waiting = asyncio.ensure_future(
+                second.write_many(events_store.insert_steps([two], "sqlite"))
+            )
+            await asyncio.sleep(0.1)
+            assert not waiting.done()  # its turn comes after our COMMIT
+        await waiting
+        assert free()
+        async with second.connection() as conn:
+            assert await events_store.get_event(conn, one.id) is not None
+            assert await events_store.get_event(conn, two.id) is not None
+    finally:
+        os.close(probe)
+        await first.close()
+        await second.close()

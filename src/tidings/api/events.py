@@ -18,6 +18,7 @@ from tidings.store import receipts as receipts_store
 
 _event_in = msgspec.json.Decoder(payloads.EventIn)
 _batch_in = msgspec.json.Decoder(payloads.BatchIn)
+_batch_typed = msgspec.json.Decoder(payloads.BatchItemsIn)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -33,25 +34,30 @@ def prepare_one(app: App, body: bytes) -> intake.Prepared:
 
 
 def prepare_batch(app: App, body: bytes) -> intake.Prepared:
-    """Validate a batch, item by item: the valid items to store, one result per item."""
-    batch = intake.decode(body, _batch_in)
-    limit = app.settings.max_batch_events
-    if len(batch.events) > limit:
-        raise ApiError(
-            413,
-            "batch_too_large",
-            f"a batch holds at most {limit} events, not {len(batch.events)}",
-        )
+    """Validate a batch, item by item: the valid items to store, one result per item.
+
+    The batch is decoded in one pass, every item as a :class:`payloads.EventIn`; only if that
+    fails (an item does not fit, or the body is not JSON) is it decoded again item by item, so
+    that each bad item gets its own error and the good ones are still stored."""
+    items: list[payloads.EventIn] | list[payloads.EventIn | payloads.BatchItemResult]
+    try:
+        items = _batch_typed.decode(body).events
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        # (ValidationError is a DecodeError.) The slow path says what is wrong, and where.
+        raw = intake.decode(body, _batch_in).events
+        _check_size(app, len(raw))
+        items = [_decode_item(index, item) for index, item in enumerate(raw)]
+    else:
+        _check_size(app, len(items))
     accepted: list[events_store.NewEvent] = []
     results: list[payloads.BatchItemResult] = []
-    for index, raw in enumerate(batch.events):
-        try:
-            payload = intake.decode_item(raw, _event_in)
-            event = app.ingest.prepare(payload.submission())
-        except msgspec.ValidationError as exc:
-            error = from_validation(exc).body
-            results.append(_item_error(index, error.code, error.message, error.field))
+    prepare = app.ingest.prepare
+    for index, payload in enumerate(items):
+        if isinstance(payload, payloads.BatchItemResult):
+            results.append(payload)
             continue
+        try:
+            event = prepare(payload.submission())
         except ingest.InvalidEvent as exc:
             results.append(_item_error(index, exc.code, exc.message, exc.field))
             continue
@@ -61,6 +67,21 @@ def prepare_batch(app: App, body: bytes) -> intake.Prepared:
         )
     out = payloads.BatchOut(len(accepted), len(results) - len(accepted), results)
     return intake.Prepared(accepted, 200, _encode(out))
+
+
+def _check_size(app: App, count: int) -> None:
+    limit = app.settings.max_batch_events
+    if count > limit:
+        raise ApiError(413, "batch_too_large", f"a batch holds at most {limit} events, not {count}")
+
+
+def _decode_item(index: int, raw: msgspec.Raw) -> payloads.EventIn | payloads.BatchItemResult:
+    """One batch item, or the result saying why it does not fit."""
+    try:
+        return intake.decode_item(raw, _event_in)
+    except msgspec.ValidationError as exc:
+        error = from_validation(exc).body
+        return _item_error(index, error.code, error.message, error.field)
 
 
 def router(app: App) -> Router:

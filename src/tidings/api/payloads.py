@@ -68,6 +68,12 @@ class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
     events: list[msgspec.Raw]
 
 
+class BatchItemsIn(msgspec.Struct, forbid_unknown_fields=True):
+    """:class:`BatchIn` with its items decoded too: one pass when every item fits."""
+
+    events: list[EventIn]
+
+
 class BatchInDoc(msgspec.Struct):
     """The documented shape of :class:`BatchIn` (items are decoded one by one)."""
 

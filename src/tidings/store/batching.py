@@ -6,6 +6,10 @@ A batch starts as soon as the previous one finished; ``max_delay`` lets the firs
 idle period wait that long for companions. Each caller is answered only once its batch
 committed, so an answer always means "durable"; if the flush fails, every caller of that
 batch gets the exception and nothing of the batch was written.
+
+The items of one :meth:`GroupCommitter.submit_many` call are never split between batches:
+they are written in one transaction (a batch may exceed ``max_items`` to hold them), and
+their caller waits on one future, not one per item.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ class GroupCommitter(Generic[T, R]):
         self._max_delay = max_delay
         self._name = name
         self._items: list[T] = []
-        self._futures: list[asyncio.Future[R]] = []
+        # One (future, item count) per caller, in the order of their items.
+        self._waiters: list[tuple[asyncio.Future[list[R]], int]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -54,28 +59,21 @@ class GroupCommitter(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         """Write one item; return its result once its batch committed."""
+        return (await self.submit_many((item,)))[0]
+
+    async def submit_many(self, items: Sequence[T]) -> list[R]:
+        """Write several items, all in one transaction (which they may share with others'
+        items); their results in order."""
         if self._closing:
             raise Closed(f"{self._name} is closed")
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._items.append(item)
-        self._futures.append(future)
+        if not items:
+            return []
+        future: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
+        self._items.extend(items)
+        self._waiters.append((future, len(items)))
         self._wake.set()
         self._ensure_running()
         return await future
-
-    async def submit_many(self, items: Sequence[T]) -> list[R]:
-        """Write several items (they may share batches with others); results in order."""
-        if len(items) == 1:  # the common case, without gather's machinery
-            return [await self.submit(items[0])]
-        if self._closing:
-            raise Closed(f"{self._name} is closed")
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[R]] = [loop.create_future() for _ in items]
-        self._items.extend(items)
-        self._futures.extend(futures)
-        self._wake.set()
-        self._ensure_running()
-        return list(await asyncio.gather(*futures))
 
     @property
     def backlog(self) -> int:
@@ -92,14 +90,19 @@ class GroupCommitter(Generic[T, R]):
                 continue
             if self._max_delay > 0 and len(self._items) < self._max_items:
                 await asyncio.sleep(self._max_delay)
-            items = self._items[: self._max_items]
-            futures = self._futures[: self._max_items]
-            del self._items[: self._max_items]
-            del self._futures[: self._max_items]
+            # Whole callers only: as many as fit in max_items, at least one.
+            taken, count = 1, self._waiters[0][1]
+            while taken < len(self._waiters) and count + self._waiters[taken][1] <= self._max_items:
+                count += self._waiters[taken][1]
+                taken += 1
+            items = self._items[:count]
+            waiters = self._waiters[:taken]
+            del self._items[:count]
+            del self._waiters[:taken]
             try:
                 results = await self._flush(items)
             except BaseException as exc:
-                for future in futures:
+                for future, _ in waiters:
                     if not future.done():
                         future.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
@@ -107,9 +110,11 @@ class GroupCommitter(Generic[T, R]):
                 continue
             self.batches += 1
             self.items_written += len(items)
-            for future, result in zip(futures, results, strict=True):
+            start = 0
+            for future, n in waiters:
                 if not future.done():
-                    future.set_result(result)
+                    future.set_result(list(results[start : start + n]))
+                start += n
 
     async def aclose(self) -> None:
         """Write what was submitted, then stop."""

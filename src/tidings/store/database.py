@@ -8,7 +8,11 @@ dialects differ, both texts sit side by side in the query's module. A query runs
 - **SQLite** (the embedded default): one writer connection on its own thread, so writes are
   serialised in-process and ``BEGIN IMMEDIATE`` takes the file lock only for other
   processes; readers use a small pool of connections on threads of their own, reading WAL
-  snapshots without blocking the writer (the shape of datasette's ``database.py``).
+  snapshots without blocking the writer (the shape of datasette's ``database.py``). Several
+  processes on one file (``--processes``) take turns to write through an ``flock`` on a file
+  beside the database (``<file>-writer``): the kernel wakes the next writer the moment the
+  lock is free, where SQLite's own busy handler polls with sleeps of up to 100 ms, which
+  measured p99 latencies of ~650 ms with two processes.
 - **PostgreSQL**: an asyncpg pool; statements are prepared and cached by asyncpg.
 
 We call the drivers directly rather than through SQLAlchemy's async engine: tables and
@@ -23,7 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -193,6 +199,7 @@ class _SQLiteConnection:
         self._readonly = readonly
         self._raw: sqlite3.Connection | None = None
         self.broken = False
+        self._turn = -1  # the writer's lock file (several processes write one database)
 
     def _open(self) -> None:
         raw = sqlite3.connect(
@@ -204,6 +211,16 @@ class _SQLiteConnection:
         raw.execute(f"PRAGMA synchronous = {self._synchronous}")
         raw.execute("PRAGMA foreign_keys = ON")
         self._raw = raw
+        if not self._readonly and self._path != ":memory:":
+            self._turn = os.open(f"{self._path}-writer", os.O_RDWR | os.O_CREAT, 0o644)
+
+    def _take_turn(self) -> None:
+        if self._turn >= 0:
+            fcntl.flock(self._turn, fcntl.LOCK_EX)
+
+    def _give_turn(self) -> None:
+        if self._turn >= 0:
+            fcntl.flock(self._turn, fcntl.LOCK_UN)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -230,6 +247,13 @@ class _SQLiteConnection:
         return self._raw.execute(text, args).fetchall()
 
     def _write_many(self, steps: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        self._take_turn()
+        try:
+            self._write_steps(steps)
+        finally:
+            self._give_turn()
+
+    def _write_steps(self, steps: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         raw = self._raw
         assert raw is not None
         if len(steps) == 1:
@@ -255,9 +279,40 @@ class _SQLiteConnection:
     async def write_many(self, steps: Sequence[tuple[Query, Sequence[Sequence[Any]]]]) -> None:
         await self._run(self._write_many, [(q.sqlite, rows) for q, rows in steps if rows])
 
+    def _write_fetch(self, text: str, args: Sequence[Any]) -> list[Row]:
+        self._take_turn()
+        try:
+            return self._fetch(text, args)
+        finally:
+            self._give_turn()
+
+    def _begin(self) -> None:
+        assert self._raw is not None
+        self._take_turn()
+        try:
+            self._raw.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._give_turn()
+            raise
+
+    def _end(self, text: str) -> None:
+        assert self._raw is not None
+        try:
+            self._raw.execute(text)
+        finally:
+            self._give_turn()
+
     async def write_fetch(self, query: Query, *args: Any) -> list[Row]:
         # Autocommit: the statement is its own transaction, committed when fully stepped.
-        return await self._run(self._fetch, query.sqlite, _adapt(args))
+        return await self._run(self._write_fetch, query.sqlite, _adapt(args))
+
+    async def begin(self) -> None:
+        """``BEGIN IMMEDIATE``, once it is this process's turn to write."""
+        await self._run(self._begin)
+
+    async def end(self, commit: bool) -> None:
+        """``COMMIT`` or ``ROLLBACK``, and let the next process write."""
+        await self._run(self._end, "COMMIT" if commit else "ROLLBACK")
 
     async def execute(self, query: Query, *args: Any) -> int:
         return await self._run(self._execute, query.sqlite, _adapt(args))
@@ -277,13 +332,13 @@ class _SQLiteConnection:
         row = await self.fetchrow(query, *args)
         return None if row is None else row[0]
 
-    async def raw_execute(self, text: str) -> None:
-        await self._run(self._execute, text, ())
-
     async def close(self) -> None:
         if self._raw is not None:
             await self._run(self._raw.close)
             self._raw = None
+        if self._turn >= 0:
+            os.close(self._turn)
+            self._turn = -1
         self._executor.shutdown(wait=False)
 
 
@@ -320,14 +375,23 @@ class SQLiteDatabase:
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self._write_lock:
             conn = self._writer
-            await conn.raw_execute("BEGIN IMMEDIATE")
+            began = asyncio.ensure_future(conn.begin())
+            try:
+                await asyncio.shield(began)
+            except asyncio.CancelledError:
+                # The writer thread goes on with BEGIN: end what it began, or this process
+                # would keep the write turn (and every other process waiting) for good.
+                with contextlib.suppress(Exception):
+                    await began
+                    await conn.end(commit=False)
+                raise
             try:
                 yield conn
             except BaseException:
-                await asyncio.shield(conn.raw_execute("ROLLBACK"))
+                await asyncio.shield(conn.end(commit=False))
                 raise
             else:
-                await asyncio.shield(conn.raw_execute("COMMIT"))
+                await asyncio.shield(conn.end(commit=True))
 
     async def write_many(self, steps: Sequence[tuple[Query, Sequence[Sequence[Any]]]]) -> None:
         async with self._write_lock:
