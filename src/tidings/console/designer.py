@@ -128,7 +128,7 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
             status=status,
             types=await eventtypes.list_all(db),
             may_design=may_design(request),
-            error=error,
+            error=f"Not created: {error} (at {field})" if field else error,
             field=field,
             form=form or {},
         )
@@ -163,7 +163,7 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
             profiles=await eventtypes.profiles(db, info.name),
             may_design=may_design(request),
             notice=notice,
-            error=error,
+            error=f"Not saved: {error} (at {field})" if field else error,
             field=field,
         )
 
