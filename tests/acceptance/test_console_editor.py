@@ -286,3 +286,68 @@ async def test_new_posts_need_the_csrf_token(live: Live, browser: httpx.AsyncCli
     ]
     assert len(await templates.versions(live.app.db, "orderPaid", model.Channel.EMAIL)) == 1
     assert (await eventtypes.get(live.app.db, "orderPaid")).label == "orderPaid"
+
+
+async def test_push_and_webhook_previews_with_a_test_profile(
+    live: Live, browser: httpx.AsyncClient
+) -> None:
+    await eventtypes.create(
+        live.app.db,
+        eventtypes.Definition(
+            name="shipped",
+            defaultChannel=model.Channel.PUSH,
+            channels=(model.Channel.WEBHOOK,),
+            ctxSchema=(ctxschema.Field(name="firstName", example="Jack"),),
+        ),
+    )
+    await eventtypes.put_profile(
+        live.app.db,
+        "shipped",
+        eventtypes.Profile(
+            "zoe", model.Recipient(pushToken="fcm:abc", externalId="c-7"), {"firstName": "Zoé"}
+        ),
+    )
+    await add_operator(live, "dana", DESIGNER)
+    headers = {"X-CSRF-Token": await sign_in(browser, "dana")}
+    editor = await browser.get("/console/event-types/shipped/push")
+    assert '<option value="zoe">zoe</option>' in editor.text
+    push = {"title": "Shipped", "body": "On its way, {{ ctx.firstName }}"}
+    example = await browser.post(
+        "/console/event-types/shipped/push/preview", data=push, headers=headers
+    )
+    assert "On its way, Jack" in example.text
+    chosen = await browser.post(
+        "/console/event-types/shipped/push/preview",
+        data={**push, "profile": "zoe"},
+        headers=headers,
+    )
+    assert "On its way, Zoé" in chosen.text
+    unknown = await browser.post(
+        "/console/event-types/shipped/push/preview",
+        data={**push, "profile": "nobody"},
+        headers=headers,
+    )
+    assert 'id="preview-failed"' in unknown.text
+    assert "no test profile" in unknown.text
+
+    hook = {"url": "https://hooks.example.com/{{ recipient.externalId }}", "body": '{"n": 1}'}
+    rendered = await browser.post(
+        "/console/event-types/shipped/webhook/preview",
+        data={**hook, "profile": "zoe"},
+        headers=headers,
+    )
+    assert "https://hooks.example.com/c-7" in rendered.text
+    not_json = await browser.post(
+        "/console/event-types/shipped/webhook/preview",
+        data={**hook, "body": "{not json"},
+        headers=headers,
+    )
+    assert 'data-code="webhook_body_not_json"' in not_json.text
+    # Hostile input is shown as text, never as markup.
+    hostile = await browser.post(
+        "/console/event-types/shipped/push/preview",
+        data={"title": "<script>alert(1)</script>", "body": "x"},
+        headers=headers,
+    )
+    assert "<script>alert(1)</script>" not in hostile.text
+    assert "&lt;script&gt;" in hostile.text
