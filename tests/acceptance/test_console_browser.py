@@ -268,3 +268,108 @@ async def test_other_pages(live: Live, page: Page) -> None:
     await page.goto("/console/no-such-page")
     await expect(page.locator("h1")).to_have_text("Page not found")
     await shoot(page, "not-found")
+
+
+async def shoot_editor(page: Page, name: str) -> None:
+    """A screenshot of the template editor once its preview frame shows a document (the
+    frame is re-posted on each preview, which keeps "network idle" from being a signal)."""
+    await expect(page.frame_locator("iframe[name=email-preview]").locator("body")).to_be_visible()
+    db = "postgresql" if "postgresql" in os.environ.get("PYTEST_CURRENT_TEST", "") else "sqlite"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}-{db}.png"), full_page=True)
+
+
+ORDER_SCHEMA = (
+    '[{"name": "firstName", "type": "string", "required": true, "example": "Jack"},\n'
+    ' {"name": "orderId", "type": "string", "example": "A-1001"}]'
+)
+
+
+async def test_design_publish_and_deliver_an_email_template(live: Live, page: Page) -> None:
+    await add_operator(live, "ada")
+    await sign_in(page)
+    await page.click("nav >> text=Event types")
+    await expect(page.locator('#event-types [data-type="cartAbandonment"]')).to_be_visible()
+    form = page.locator("#create-type")
+    await form.locator("input[name=name]").fill("orderPaid")
+    await form.locator("input[name=label]").fill("Order paid")
+    await form.locator("input[name=description]").fill("Sent when an order is paid")
+    await form.locator("textarea[name=ctxSchema]").fill('[{"name": "firstName", "type": "colour"}]')
+    await form.locator("button[type=submit]").click()
+    await expect(page.locator('.fielderror[data-field="$.ctxSchema[0].type"]')).to_be_visible()
+    await shoot(page, "event-types-refused")
+    await page.locator("#create-type textarea[name=ctxSchema]").fill(ORDER_SCHEMA)
+    await page.locator("#create-type input[value=strict]").check()
+    await page.locator("#create-type button[type=submit]").click()
+    await expect(page.locator(".notice.good")).to_have_text("orderPaid is created.")
+    await expect(page.locator("#example-native")).to_contain_text("A-1001")
+    await expect(page.locator("#examples")).to_contain_text("EVTorderPaid")
+    await shoot(page, "event-type")
+
+    await page.click('#templates [data-channel="email"]')
+    editor = page.locator("#editor")
+    await editor.locator("input[name=subject]").fill("Order {{ ctx.orderId }} is paid")
+    await editor.locator("input[name=sender_address]").fill("shop@example.com")
+    await editor.locator("textarea[name=html]").fill(
+        "<h1>Thank you, {{ ctx.firstName }}!</h1>\n<p>Order {{ ctx.orderId }} is on its way.</p>"
+    )
+    await editor.locator("textarea[name=text]").fill("Thank you, {{ ctx.firstName }}!")
+    await expect(page.locator("#preview-subject")).to_have_text("Order A-1001 is paid")
+    email = page.frame_locator("iframe[name=email-preview]")
+    await expect(email.locator("h1")).to_have_text("Thank you, Jack!")
+    # The preview follows the subject as it is typed.
+    await editor.locator("input[name=subject]").fill("Paid: order {{ ctx.orderId }}")
+    await expect(page.locator("#preview-subject")).to_have_text("Paid: order A-1001")
+    await page.click('#widths [data-width="mobile"]')
+    await expect(page.locator("#framewrap")).to_have_class(re.compile("mobile"))
+    await shoot_editor(page, "editor-mobile")
+    await page.click('#widths [data-width="desktop"]')
+
+    # A broken template: the finding names the field, line and column.
+    await editor.locator("textarea[name=html]").fill("<h1>Hi</h1>\n<p>{{ ctx.firstName </p>")
+    syntax = page.locator('#issues [data-code="template_syntax"]')
+    await expect(syntax).to_contain_text("html · line 2")
+    await expect(page.locator("#preview-failed")).to_be_visible()
+    await shoot_editor(page, "editor-invalid")
+    await editor.locator("textarea[name=html]").fill(
+        "<h1>Thank you, {{ ctx.firstName }}!</h1>\n<p>Order {{ ctx.orderId }} is on its way.</p>"
+    )
+    await expect(page.locator("#issues")).to_contain_text("no findings")
+
+    await page.click("#save")
+    await expect(page.locator(".notice.good")).to_have_text("Version 1 is saved.")
+    await expect(page.locator("#published")).to_have_text("not published")
+    await editor.locator("input[name=subject]").fill("Order {{ ctx.orderId }}: paid, thank you")
+    await expect(page.locator("#preview-subject")).to_have_text("Order A-1001: paid, thank you")
+    await page.click("#save")
+    await expect(page.locator(".notice.good")).to_have_text("Version 2 is saved.")
+    await page.click("#publish")
+    await expect(page.locator(".notice.good")).to_have_text("Version 2 is published.")
+    await expect(page.locator("#publish-result")).to_contain_text("#")
+    await expect(page.locator("#published")).to_have_text("v2 published")
+    await shoot_editor(page, "editor")
+    await page.click("#compare")
+    await expect(page.locator('.diff[data-field="subject"] .add')).to_contain_text(
+        "paid, thank you"
+    )
+    await shoot(page, "template-diff")
+
+    event = await live.post_event(
+        type="orderPaid",
+        recipient={"email": "jack@example.com"},
+        ctx={"firstName": "Jack", "orderId": "B-2002"},
+    )
+    await live.wait_status(event["id"], "processed")
+    await page.click("nav >> text=Events")
+    await page.fill("input[name=recipient]", "jack@example.com")
+    await page.click("text=Search")
+    row = page.locator("#events tbody tr").first
+    await expect(row.locator(".badge")).to_have_text("processed")
+    await row.locator("a").click()
+    await expect(page.locator("#status")).to_have_text("processed")
+    await page.click("#outbox-link")
+    await expect(page.locator("h1")).to_have_text("Order B-2002: paid, thank you")
+    await expect(page.frame_locator("iframe.message").locator("h1")).to_have_text(
+        "Thank you, Jack!"
+    )
+    await shoot(page, "editor-delivered")

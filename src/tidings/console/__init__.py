@@ -3,6 +3,7 @@
 - sign-in (:mod:`.signin`), sessions, roles, CSRF and login throttling (:mod:`.auth`),
 - the dashboard, reports and this instance's health (:mod:`.monitor`),
 - the events explorer and the outbox (:mod:`.explorer`),
+- event types (:mod:`.designer`) and the template editor (:mod:`.editor`),
 - quarantine, API keys and operators (:mod:`.manage`),
 - the layout, headers and filters every page shares (:mod:`.frame`), and
 - ``static/``: the console's CSS and script, and the browser libraries vendored from the npm
@@ -25,7 +26,7 @@ from litestar.params import FromPath
 from litestar.static_files import create_static_files_router
 
 from tidings.app import App
-from tidings.console import auth, explorer, frame, manage, monitor, signin
+from tidings.console import auth, designer, editor, explorer, frame, manage, monitor, signin
 from tidings.store.database import Unavailable
 
 STATIC = Path(__file__).parent / "static"
@@ -117,6 +118,8 @@ def router(app: App) -> Router:
             *monitor.handlers(app),
             *explorer.handlers(app),
             *manage.handlers(app),
+            *designer.handlers(app),
+            *editor.handlers(app),
             unknown,
         ],
         exception_handlers={

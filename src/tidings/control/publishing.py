@@ -10,7 +10,8 @@ rollback; :func:`unpublish` stops routing (events arriving afterwards end
 ``routingFailed``).
 
 :func:`preview` renders a version with a test profile (or the schema's examples) exactly as
-it would be published.
+it would be published; :func:`check_draft` and :func:`preview_draft` do the same for content
+not saved yet (the console's live preview), writing nothing.
 """
 
 from __future__ import annotations
@@ -280,6 +281,52 @@ async def preview(
 ) -> Preview:
     """Render version ``number`` for a test profile (the schema's examples without one)."""
     version = await templates.get(db, event_type, channel, number)
+    return await _preview(db, version, profile=profile, default_sender=default_sender)
+
+
+def _unsaved(event_type: str, channel: model.Channel, draft: templates.Draft) -> templates.Version:
+    """A draft dressed as a version (number 0), for checks and previews that save nothing."""
+    return templates.Version(event_type, channel, 0, "", "", draft.content, draft.variants)
+
+
+async def check_draft(
+    db: Database,
+    event_type: str,
+    channel: model.Channel,
+    draft: templates.Draft,
+    *,
+    default_sender: str,
+) -> list[checks.Issue]:
+    """The validation findings of content not saved yet."""
+    found = await context(db, event_type)
+    return checks.validate(
+        draft.content,
+        draft.variants,
+        schema=found.spec.ctxSchema,
+        sources=found.sources,
+        default_sender=default_sender,
+    )
+
+
+async def preview_draft(
+    db: Database,
+    event_type: str,
+    channel: model.Channel,
+    draft: templates.Draft,
+    *,
+    profile: str | None,
+    default_sender: str,
+) -> Preview:
+    """Render content not saved yet, as :func:`preview` renders a version;
+    :class:`~tidings.control.errors.Invalid` when it does not compile or render."""
+    version = _unsaved(event_type, channel, draft)
+    return await _preview(db, version, profile=profile, default_sender=default_sender)
+
+
+async def _preview(
+    db: Database, version: templates.Version, *, profile: str | None, default_sender: str
+) -> Preview:
+    event_type, channel = version.eventType, version.channel
     found = await context(db, event_type)
     if profile:
         sample = await eventtypes.get_profile(db, event_type, profile)
