@@ -14,7 +14,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 
 from tidings import apikeys, clock, model, quarantine
 from tidings.api import auth, intake
-from tidings.api.errors import JSON, ApiError, ErrorResponse
+from tidings.api.errors import ApiError, ErrorResponse, ok
 from tidings.app import App
 from tidings.control import catalog as control_catalog
 from tidings.store import outbox as outbox_store
@@ -143,10 +143,6 @@ def _key_out(k: model.ApiKey, key: str | None = None) -> KeyOut:
     )
 
 
-def _ok(value: object, status: int = 200) -> Response[bytes]:
-    return Response(_encode(value), status_code=status, media_type=JSON)
-
-
 def _channel(text: str | None) -> model.Channel | None:
     if text is None:
         return None
@@ -192,7 +188,7 @@ def router(app: App) -> Router:
             )
         page = found[:limit]
         following = str(page[-1].id) if len(found) > limit else None
-        return _ok({"items": [_outbox_item(m) for m in page], "next": following})
+        return ok({"items": [_outbox_item(m) for m in page], "next": following})
 
     @get(
         "/outbox/{message_id:int}",
@@ -210,7 +206,7 @@ def router(app: App) -> Router:
             message = await outbox_store.get_message(conn, message_id)
         if message is None:
             raise ApiError(404, "not_found", f"no outbox message {message_id}")
-        return _ok({**_outbox_item(message), "raw": message.raw})
+        return ok({**_outbox_item(message), "raw": message.raw})
 
     @get(
         "/quarantine",
@@ -222,7 +218,7 @@ def router(app: App) -> Router:
     )
     async def list_quarantine(channel: FromQuery[str | None] = None) -> Response[bytes]:
         found = await quarantine.entries(db, _channel(channel))
-        return _ok([_quarantine_out(q) for q in found])
+        return ok([_quarantine_out(q) for q in found])
 
     @post(
         "/quarantine",
@@ -250,7 +246,7 @@ def router(app: App) -> Router:
         entry = await quarantine.add(
             db, payload.channel, payload.address, reason=payload.reason, expires_at=expires
         )
-        return _ok(_quarantine_out(entry), 201)
+        return ok(_quarantine_out(entry), 201)
 
     @delete(
         "/quarantine/{channel:str}/{address:str}",
@@ -284,7 +280,7 @@ def router(app: App) -> Router:
         known = app.routing()
         assert known is not None
         t = known.types[name]
-        return _ok(EventTypeOut(t.name, t.label, str(t.default_channel), t.paused))
+        return ok(EventTypeOut(t.name, t.label, str(t.default_channel), t.paused))
 
     @post(
         "/event-types/{name:str}/resume",
@@ -301,7 +297,7 @@ def router(app: App) -> Router:
         except control_catalog.UnknownEventType:
             raise ApiError(404, "not_found", f"no event type {name!r}") from None
         await app.refresh_routing()
-        return _ok(ResumeOut(name, count))
+        return ok(ResumeOut(name, count))
 
     @get(
         "/keys",
@@ -312,7 +308,7 @@ def router(app: App) -> Router:
         responses={200: ResponseSpec(list[KeyOut], description="Keys")},
     )
     async def list_keys() -> Response[bytes]:
-        return _ok([_key_out(k) for k in await apikeys.list_all(db)])
+        return ok([_key_out(k) for k in await apikeys.list_all(db)])
 
     @post(
         "/keys",
@@ -331,7 +327,7 @@ def router(app: App) -> Router:
             key, record = await apikeys.create(db, payload.name, frozenset(payload.scopes))
         except ValueError as exc:
             raise ApiError(422, "invalid_field", str(exc), field="$.scopes") from None
-        return _ok(_key_out(record, key), 201)
+        return ok(_key_out(record, key), 201)
 
     @delete(
         "/keys/{prefix:str}",

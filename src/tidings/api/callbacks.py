@@ -18,7 +18,7 @@ from litestar.params import FromPath, QueryParameter
 
 from tidings import clock, ids, model, subscriptions
 from tidings.api import auth, intake
-from tidings.api.errors import JSON, ApiError, ErrorResponse
+from tidings.api.errors import ApiError, ErrorResponse, ok
 from tidings.app import App
 
 _encode = msgspec.json.Encoder().encode
@@ -118,10 +118,6 @@ def _callback_out(c: model.Callback, tries: list[model.CallbackAttempt]) -> Call
     )
 
 
-def _ok(value: object, status: int = 200) -> Response[bytes]:
-    return Response(_encode(value), status_code=status, media_type=JSON)
-
-
 def _no_nul(payload: SubscriptionIn) -> None:
     texts = [payload.url, payload.secret or "", *payload.eventTypes, *payload.statuses]
     if any("\x00" in t for t in texts):
@@ -169,7 +165,7 @@ def router(app: App) -> Router:
         except subscriptions.InvalidSubscription as exc:
             code = "invalid_url" if exc.field == "url" else "invalid_field"
             raise ApiError(422, code, str(exc), field=f"$.{exc.field}") from None
-        return _ok(_subscription_out(created, secret=True), 201)
+        return ok(_subscription_out(created, secret=True), 201)
 
     @get(
         "/subscriptions",
@@ -180,7 +176,7 @@ def router(app: App) -> Router:
         responses={200: ResponseSpec(list[SubscriptionOut], description="Subscriptions")},
     )
     async def list_all() -> Response[bytes]:
-        return _ok([_subscription_out(s) for s in await subscriptions.active(db)])
+        return ok([_subscription_out(s) for s in await subscriptions.active(db)])
 
     @delete(
         "/subscriptions/{sub_id:int}",
@@ -239,7 +235,7 @@ def router(app: App) -> Router:
             before_id=cursor,
             limit=limit,
         )
-        return _ok(
+        return ok(
             CallbackPage(
                 [_callback_out(c, tries.get(c.id, [])) for c in page],
                 None if following is None else str(following),

@@ -220,3 +220,8 @@ def from_control(exc: control_errors.ControlError) -> ApiError:
 def handle_control(_: Request[Any, Any, Any], exc: control_errors.ControlError) -> Response[bytes]:
     """Litestar exception handler for :class:`tidings.control.errors.ControlError`."""
     return respond(from_control(exc))
+
+
+def ok(value: object, status: int = 200) -> Response[bytes]:
+    """A JSON answer (``value`` encoded by msgspec)."""
+    return Response(_encode(value), status_code=status, media_type=JSON)

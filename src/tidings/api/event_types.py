@@ -18,7 +18,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 
 from tidings.api import admin, auth, intake
-from tidings.api.errors import JSON, ErrorResponse
+from tidings.api.errors import ErrorResponse, ok
 from tidings.app import App
 from tidings.control import catalog as control_catalog
 from tidings.control import eventtypes
@@ -39,10 +39,6 @@ ERRORS = {
 }
 
 
-def _ok(value: object, status: int = 200) -> Response[bytes]:
-    return Response(_encode(value), status_code=status, media_type=JSON)
-
-
 def router(app: App) -> Router:
     """The routes, bound to ``app``."""
     admin_scope = auth.require("admin", app.authenticate)
@@ -59,7 +55,7 @@ def router(app: App) -> Router:
     )
     async def list_types() -> Response[bytes]:
         found = await control_catalog.event_types(db)
-        return _ok(
+        return ok(
             [admin.EventTypeOut(t.name, t.label, str(t.default_channel), t.paused) for t in found]
         )
 
@@ -85,7 +81,7 @@ def router(app: App) -> Router:
         definition = intake.decode(await intake.read_body(request), _definition)
         created = await eventtypes.create(db, definition)
         await app.refresh_routing()
-        return _ok(created, 201)
+        return ok(created, 201)
 
     @get(
         "/event-types/{name:str}",
@@ -96,7 +92,7 @@ def router(app: App) -> Router:
         responses={200: ResponseSpec(eventtypes.EventTypeInfo, description="It"), **ERRORS},
     )
     async def read(name: FromPath[str]) -> Response[bytes]:
-        return _ok(await eventtypes.get(db, name))
+        return ok(await eventtypes.get(db, name))
 
     @put(
         "/event-types/{name:str}",
@@ -111,7 +107,7 @@ def router(app: App) -> Router:
         definition = intake.decode(await intake.read_body(request), _definition)
         updated = await eventtypes.update(db, name, definition)
         await app.refresh_routing()
-        return _ok(updated)
+        return ok(updated)
 
     @delete(
         "/event-types/{name:str}",
@@ -141,7 +137,7 @@ def router(app: App) -> Router:
         responses={200: ResponseSpec(eventtypes.Examples, description="Requests"), **ERRORS},
     )
     async def example(name: FromPath[str]) -> Response[bytes]:
-        return _ok(eventtypes.examples(await eventtypes.get(db, name), app.settings))
+        return ok(eventtypes.examples(await eventtypes.get(db, name), app.settings))
 
     @get(
         "/event-types/{name:str}/profiles",
@@ -153,7 +149,7 @@ def router(app: App) -> Router:
     )
     async def list_profiles(name: FromPath[str]) -> Response[bytes]:
         await eventtypes.get(db, name)
-        return _ok(await eventtypes.profiles(db, name))
+        return ok(await eventtypes.profiles(db, name))
 
     @put(
         "/event-types/{name:str}/profiles/{profile:str}",
@@ -171,7 +167,7 @@ def router(app: App) -> Router:
         saved = await eventtypes.put_profile(
             db, name, eventtypes.Profile(profile, given.recipient, given.ctx)
         )
-        return _ok(saved)
+        return ok(saved)
 
     @get(
         "/event-types/{name:str}/profiles/{profile:str}",
@@ -182,7 +178,7 @@ def router(app: App) -> Router:
         responses={200: ResponseSpec(eventtypes.Profile, description="It"), **ERRORS},
     )
     async def get_profile(name: FromPath[str], profile: FromPath[str]) -> Response[bytes]:
-        return _ok(await eventtypes.get_profile(db, name, profile))
+        return ok(await eventtypes.get_profile(db, name, profile))
 
     @delete(
         "/event-types/{name:str}/profiles/{profile:str}",

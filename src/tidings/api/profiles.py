@@ -18,7 +18,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 
 from tidings import clock, model, profiles, targeting
 from tidings.api import auth, intake
-from tidings.api.errors import JSON, ApiError, ErrorResponse
+from tidings.api.errors import ApiError, ErrorResponse, ok
 from tidings.app import App
 
 _encode = msgspec.json.Encoder().encode
@@ -87,10 +87,6 @@ def profile_out(p: model.Profile) -> ProfileOut:
     )
 
 
-def _ok(value: object, status: int = 200) -> Response[bytes]:
-    return Response(_encode(value), status_code=status, media_type=JSON)
-
-
 def _invalid(exc: profiles.InvalidProfile | targeting.InvalidTargeting) -> ApiError:
     code = exc.code if isinstance(exc, profiles.InvalidProfile) else "invalid_field"
     return ApiError(422, code, exc.message, field=exc.field)
@@ -132,7 +128,7 @@ def router(app: App) -> Router:
         except profiles.InvalidProfile as exc:
             raise _invalid(exc) from None
         stored, created = await profiles.upsert(db, profile)
-        return _ok(profile_out(stored), 201 if created else 200)
+        return ok(profile_out(stored), 201 if created else 200)
 
     @get(
         "/profiles/{external_id:str}",
@@ -146,7 +142,7 @@ def router(app: App) -> Router:
         found = await profiles.get(db, external_id)
         if found is None:
             raise ApiError(404, "not_found", f"no profile {external_id!r}")
-        return _ok(profile_out(found))
+        return ok(profile_out(found))
 
     @delete(
         "/profiles/{external_id:str}",
@@ -161,7 +157,7 @@ def router(app: App) -> Router:
         erasure = await profiles.delete(db, external_id)
         if erasure is None:
             raise ApiError(404, "not_found", f"no profile {external_id!r}")
-        return _ok(ErasureOut(erasure.profile.external_id, erasure.events))
+        return ok(ErasureOut(erasure.profile.external_id, erasure.events))
 
     @get(
         "/profiles",
@@ -182,7 +178,7 @@ def router(app: App) -> Router:
         )
         page = found[:limit]
         following = str(page[-1].id) if len(found) > limit else None
-        return _ok(ProfilePage([profile_out(p) for p in page], following))
+        return ok(ProfilePage([profile_out(p) for p in page], following))
 
     @post(
         "/profiles/import",
@@ -211,7 +207,7 @@ def router(app: App) -> Router:
         async for chunk in request.stream():
             await importer.add(parser.feed(chunk))
         await importer.add(parser.finish())
-        return _ok(await importer.finish())
+        return ok(await importer.finish())
 
     # ------------------------------------------------------------ event type targeting
 
@@ -230,7 +226,7 @@ def router(app: App) -> Router:
             found = await targeting.get(db, name)
         except targeting.UnknownEventType:
             raise ApiError(404, "not_found", f"no event type {name!r}") from None
-        return _ok(targeting.describe(found))
+        return ok(targeting.describe(found))
 
     @put(
         "/event-types/{name:str}/targeting",
@@ -257,7 +253,7 @@ def router(app: App) -> Router:
         except targeting.UnknownEventType:
             raise ApiError(404, "not_found", f"no event type {name!r}") from None
         await app.refresh_routing()
-        return _ok(targeting.describe(stored))
+        return ok(targeting.describe(stored))
 
     @delete(
         "/event-types/{name:str}/targeting",

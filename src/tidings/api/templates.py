@@ -18,7 +18,7 @@ from litestar.params import FromPath, QueryParameter
 
 from tidings import model
 from tidings.api import auth, intake
-from tidings.api.errors import JSON, ApiError, ErrorResponse
+from tidings.api.errors import ApiError, ErrorResponse, ok
 from tidings.app import App
 from tidings.control import blocks, publishing, templates
 from tidings.control import validation as checks
@@ -50,10 +50,6 @@ ERRORS = {
         422: "Invalid content, channel or version (the error names it)",
     }.items()
 }
-
-
-def _ok(value: object, status: int = 200) -> Response[bytes]:
-    return Response(_encode(value), status_code=status, media_type=JSON)
 
 
 def _channel(text: str) -> model.Channel:
@@ -92,7 +88,7 @@ def router(app: App) -> Router:
     ) -> Response[bytes]:
         kind = _channel(channel)
         draft = intake.decode(await intake.read_body(request), _draft)
-        return _ok(await templates.save(db, event_type, kind, draft, author(request)), 201)
+        return ok(await templates.save(db, event_type, kind, draft, author(request)), 201)
 
     @get(
         f"{base}/versions",
@@ -106,7 +102,7 @@ def router(app: App) -> Router:
         },
     )
     async def list_versions(event_type: FromPath[str], channel: FromPath[str]) -> Response[bytes]:
-        return _ok(await templates.versions(db, event_type, _channel(channel)))
+        return ok(await templates.versions(db, event_type, _channel(channel)))
 
     @get(
         f"{base}/versions/{{number:int}}",
@@ -119,7 +115,7 @@ def router(app: App) -> Router:
     async def read(
         event_type: FromPath[str], channel: FromPath[str], number: FromPath[int]
     ) -> Response[bytes]:
-        return _ok(await templates.get(db, event_type, _channel(channel), number))
+        return ok(await templates.get(db, event_type, _channel(channel), number))
 
     @get(
         f"{base}/diff",
@@ -138,7 +134,7 @@ def router(app: App) -> Router:
         kind = _channel(channel)
         before = await templates.get(db, event_type, kind, old)
         after = await templates.get(db, event_type, kind, new)
-        return _ok(templates.diff(before, after))
+        return ok(templates.diff(before, after))
 
     @post(
         f"{base}/versions/{{number:int}}/restore",
@@ -158,7 +154,7 @@ def router(app: App) -> Router:
         restored = await templates.restore(
             db, event_type, _channel(channel), number, author(request)
         )
-        return _ok(restored, 201)
+        return ok(restored, 201)
 
     @post(
         f"{base}/versions/{{number:int}}/validate",
@@ -177,7 +173,7 @@ def router(app: App) -> Router:
         issues = await publishing.validate(
             db, event_type, _channel(channel), number, default_sender=sender
         )
-        return _ok(ValidationOut(not checks.has_errors(issues), issues))
+        return ok(ValidationOut(not checks.has_errors(issues), issues))
 
     @post(
         f"{base}/versions/{{number:int}}/preview",
@@ -199,7 +195,7 @@ def router(app: App) -> Router:
         rendered = await publishing.preview(
             db, event_type, _channel(channel), number, profile=profile, default_sender=sender
         )
-        return _ok(rendered)
+        return ok(rendered)
 
     @post(
         f"{base}/versions/{{number:int}}/publish",
@@ -225,7 +221,7 @@ def router(app: App) -> Router:
             default_sender=sender,
         )
         await app.refresh_routing()
-        return _ok(done)
+        return ok(done)
 
     @get(
         f"{base}/publication",
@@ -238,7 +234,7 @@ def router(app: App) -> Router:
     async def read_publication(
         event_type: FromPath[str], channel: FromPath[str]
     ) -> Response[bytes]:
-        return _ok(await publishing.publication(db, event_type, _channel(channel)))
+        return ok(await publishing.publication(db, event_type, _channel(channel)))
 
     @delete(
         f"{base}/publication",
@@ -267,7 +263,7 @@ def router(app: App) -> Router:
         event_type: Annotated[str, QueryParameter(name="type")] = "",
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> Response[bytes]:
-        return _ok(await publishing.audit(db, event_type, limit))
+        return ok(await publishing.audit(db, event_type, limit))
 
     @get(
         "/blocks",
@@ -278,7 +274,7 @@ def router(app: App) -> Router:
         responses={200: ResponseSpec(list[blocks.Block], description="Blocks"), **ERRORS},
     )
     async def list_blocks() -> Response[bytes]:
-        return _ok(await blocks.latest(db))
+        return ok(await blocks.latest(db))
 
     @get(
         "/blocks/{name:str}",
@@ -289,7 +285,7 @@ def router(app: App) -> Router:
         responses={200: ResponseSpec(list[blocks.Block], description="Versions"), **ERRORS},
     )
     async def read_block(name: FromPath[str]) -> Response[bytes]:
-        return _ok(await blocks.versions(db, name))
+        return ok(await blocks.versions(db, name))
 
     @put(
         "/blocks/{name:str}",
@@ -303,7 +299,7 @@ def router(app: App) -> Router:
     )
     async def save_block(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
         given = intake.decode(await intake.read_body(request), msgspec.json.Decoder(BlockIn))
-        return _ok(await blocks.save(db, name, given.source, author(request)))
+        return ok(await blocks.save(db, name, given.source, author(request)))
 
     return Router(
         "/api/v1",
