@@ -249,7 +249,7 @@ def failure(response: httpx.Response, now: float) -> errors.DeliveryError:
     return errors.PermanentFailure(reply)
 
 
-class ApnsTransport:
+class ApnsTransport(gateway.Transport):
     """Sends push notifications to APNs over one reused HTTP/2 connection."""
 
     name = "apns"
@@ -280,13 +280,6 @@ class ApnsTransport:
         self._limiter = gateway.Limiter(config.concurrency)
         self._where = f"APNs {config.base_url}"
 
-    async def send(self, message: model.PushMessage) -> model.Outcome:
-        """Deliver ``message`` to its device token."""
-        try:
-            return await self._send(message)
-        except errors.DeliveryError as error:
-            return errors.outcome_for(error)
-
     async def _send(self, message: model.PushMessage) -> model.Outcome:
         if not message.token:
             raise errors.PermanentFailure("APNs message has no device token (not sent)")
@@ -316,7 +309,3 @@ class ApnsTransport:
                 continue
             raise failure(response, self._clock())
         raise AssertionError("unreachable")  # pragma: no cover
-
-    async def aclose(self) -> None:
-        """Close the HTTP/2 connection."""
-        await self._client.aclose()

@@ -319,7 +319,7 @@ class _TokenAnswer(msgspec.Struct):
     token_type: str = "Bearer"
 
 
-class FcmTransport:
+class FcmTransport(gateway.Transport):
     """Sends push notifications through the FCM HTTP v1 API over one HTTP/2 connection."""
 
     name = "fcm"
@@ -346,13 +346,6 @@ class FcmTransport:
         self._path = f"/v1/projects/{account.project_id}/messages:send"
         self._limiter = gateway.Limiter(config.concurrency)
         self._where = f"FCM {config.endpoint}"
-
-    async def send(self, message: model.PushMessage) -> model.Outcome:
-        """Deliver ``message`` to its registration token."""
-        try:
-            return await self._send(message)
-        except errors.DeliveryError as error:
-            return errors.outcome_for(error)
 
     async def _send(self, message: model.PushMessage) -> model.Outcome:
         if not message.token:
@@ -382,10 +375,6 @@ class FcmTransport:
                 continue
             raise failure(response, self._clock())
         raise AssertionError("unreachable")  # pragma: no cover
-
-    async def aclose(self) -> None:
-        """Close the HTTP/2 connections."""
-        await self._client.aclose()
 
 
 def _name(response: httpx.Response) -> str:

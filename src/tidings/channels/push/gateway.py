@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from tidings import model
 from tidings.channels import errors
 
 #: Seconds since the epoch, as ``time.time`` gives them; tests pass their own to move time.
@@ -121,3 +122,24 @@ class Limiter:
 def system_clock() -> float:
     """The wall clock (JWT ``iat`` and ``exp`` are wall-clock seconds)."""
     return time.time()
+
+
+class Transport:
+    """What a gateway's transport shares: the :class:`~tidings.channels.errors.DeliveryError`
+    a send raises becomes its outcome, and closing closes the HTTP/2 client."""
+
+    _client: httpx.AsyncClient
+
+    async def send(self, message: model.PushMessage) -> model.Outcome:
+        """Deliver ``message`` to its device or registration token."""
+        try:
+            return await self._send(message)
+        except errors.DeliveryError as error:
+            return errors.outcome_for(error)
+
+    async def _send(self, message: model.PushMessage) -> model.Outcome:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Close the HTTP/2 connections."""
+        await self._client.aclose()
