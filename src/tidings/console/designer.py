@@ -165,6 +165,7 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
         field: str = "",
         form: dict[str, Any] | None = None,
         profile_form: dict[str, Any] | None = None,
+        refused: str = "Not saved",
     ) -> Response[str]:
         published = {}
         for channel in info.channels:
@@ -188,7 +189,7 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
             example_ctx=ctxschema.example_ctx(info.ctxSchema),
             may_design=may_design(request),
             notice=notice,
-            error=f"Not saved: {error} (at {field})" if field else error,
+            error=f"{refused}: {error} (at {field})" if field else error,
             field=field,
         )
 
@@ -279,9 +280,10 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
                 request,
                 info,
                 status=exc.status if isinstance(exc, errors.ControlError) else 422,
-                error=f"Test profile not saved: {message} (at {where})",
+                error=message,
                 field=where,
                 profile_form=form,
+                refused="Test profile not saved",
             )
         location = f"{auth.PATH}/event-types/{name}?profile={saved.name}&done=saved#profiles"
         return Response("", status_code=303, headers={"Location": location})
