@@ -48,6 +48,7 @@ from tidings.store import (
     notify,
     queue,
     retention,
+    rollups,
 )
 from tidings.store import events as events_store
 from tidings.store import outbox as outbox_store
@@ -170,6 +171,11 @@ class App:
                     batch=s.retention_batch,
                 )
                 self._background.append(asyncio.create_task(purging, name="tidings-retention"))
+            if s.rollup_interval > 0:
+                rolling = rollups.run_periodically(
+                    self.db, interval=s.rollup_interval, lag=s.rollup_lag
+                )
+                self._background.append(asyncio.create_task(rolling, name="tidings-rollups"))
             if s.bounce_smtp_port:
                 self.bounce_listener = await inbound.start(self.db, s)
 

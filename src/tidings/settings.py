@@ -251,6 +251,16 @@ class Settings:
         "How often each worker process purges data older than the retention ages; 0: never.",
     )
     retention_batch: int = _field(1000, "Most events purged in one transaction.")
+    rollup_interval: float = _field(
+        60.0,
+        "How often each worker process rolls finished events up into the hourly report "
+        "aggregates (the reports add what is newer); 0: never.",
+    )
+    rollup_lag: float = _field(
+        10.0,
+        "How far behind now the roll-up stays, in seconds: more than the clocks of the "
+        "nodes may differ.",
+    )
 
     # Operations: rate limits and load shedding (ratelimit.py, api/ops.py)
     rate_limit: float = _field(

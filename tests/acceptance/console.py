@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
+from playwright.async_api import Locator
 
 from tidings import model, operators
 
@@ -47,3 +48,20 @@ async def sign_in(client: httpx.AsyncClient, name: str, password: str = PASSWORD
     page = await client.get("/console/")
     assert page.status_code == 200, page.text
     return session_token(page.text)
+
+
+async def fill_code(area: Locator, value: str) -> None:
+    """Set a code field as typing would: through its CodeMirror editor once the console has
+    enhanced it (the textarea hides underneath), in the textarea itself before."""
+    await area.evaluate(
+        """(area, value) => {
+            const next = area.nextElementSibling;
+            if (next && next.CodeMirror) {
+                next.CodeMirror.setValue(value);
+            } else {
+                area.value = value;
+                area.dispatchEvent(new Event("input", {bubbles: true}));
+            }
+        }""",
+        value,
+    )

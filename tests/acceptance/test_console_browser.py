@@ -20,7 +20,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from tidings import model
 
 from .conftest import EXAMPLE_CTX, Live
-from .console import PASSWORD, add_operator
+from .console import PASSWORD, add_operator, fill_code
 
 CHROMIUM = os.environ.get("TIDINGS_TEST_CHROMIUM", "/usr/bin/chromium")
 HAVE_CHROMIUM = Path(CHROMIUM).is_file()
@@ -294,11 +294,13 @@ async def test_design_publish_and_deliver_an_email_template(live: Live, page: Pa
     await form.locator("input[name=name]").fill("orderPaid")
     await form.locator("input[name=label]").fill("Order paid")
     await form.locator("input[name=description]").fill("Sent when an order is paid")
-    await form.locator("textarea[name=ctxSchema]").fill('[{"name": "firstName", "type": "colour"}]')
+    await fill_code(
+        form.locator("textarea[name=ctxSchema]"), '[{"name": "firstName", "type": "colour"}]'
+    )
     await form.locator("button[type=submit]").click()
     await expect(page.locator('.fielderror[data-field="$.ctxSchema[0].type"]')).to_be_visible()
     await shoot(page, "event-types-refused")
-    await page.locator("#create-type textarea[name=ctxSchema]").fill(ORDER_SCHEMA)
+    await fill_code(page.locator("#create-type textarea[name=ctxSchema]"), ORDER_SCHEMA)
     await page.locator("#create-type input[value=strict]").check()
     await page.locator("#create-type button[type=submit]").click()
     await expect(page.locator(".notice.good")).to_have_text("orderPaid is created.")
@@ -310,10 +312,11 @@ async def test_design_publish_and_deliver_an_email_template(live: Live, page: Pa
     editor = page.locator("#editor")
     await editor.locator("input[name=subject]").fill("Order {{ ctx.orderId }} is paid")
     await editor.locator("input[name=sender_address]").fill("shop@example.com")
-    await editor.locator("textarea[name=html]").fill(
-        "<h1>Thank you, {{ ctx.firstName }}!</h1>\n<p>Order {{ ctx.orderId }} is on its way.</p>"
+    await fill_code(
+        editor.locator("textarea[name=html]"),
+        "<h1>Thank you, {{ ctx.firstName }}!</h1>\n<p>Order {{ ctx.orderId }} is on its way.</p>",
     )
-    await editor.locator("textarea[name=text]").fill("Thank you, {{ ctx.firstName }}!")
+    await fill_code(editor.locator("textarea[name=text]"), "Thank you, {{ ctx.firstName }}!")
     await expect(page.locator("#preview-subject")).to_have_text("Order A-1001 is paid")
     email = page.frame_locator("iframe[name=email-preview]")
     await expect(email.locator("h1")).to_have_text("Thank you, Jack!")
@@ -326,13 +329,14 @@ async def test_design_publish_and_deliver_an_email_template(live: Live, page: Pa
     await page.click('#widths [data-width="desktop"]')
 
     # A broken template: the finding names the field, line and column.
-    await editor.locator("textarea[name=html]").fill("<h1>Hi</h1>\n<p>{{ ctx.firstName </p>")
+    await fill_code(editor.locator("textarea[name=html]"), "<h1>Hi</h1>\n<p>{{ ctx.firstName </p>")
     syntax = page.locator('#issues [data-code="template_syntax"]')
     await expect(syntax).to_contain_text("html · line 2")
     await expect(page.locator("#preview-failed")).to_be_visible()
     await shoot_editor(page, "editor-invalid")
-    await editor.locator("textarea[name=html]").fill(
-        "<h1>Thank you, {{ ctx.firstName }}!</h1>\n<p>Order {{ ctx.orderId }} is on its way.</p>"
+    await fill_code(
+        editor.locator("textarea[name=html]"),
+        "<h1>Thank you, {{ ctx.firstName }}!</h1>\n<p>Order {{ ctx.orderId }} is on its way.</p>",
     )
     await expect(page.locator("#issues")).to_contain_text("no findings")
 

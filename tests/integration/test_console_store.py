@@ -18,11 +18,16 @@ _gen = ids.IdGenerator(3, 0, ids.clock_ms(), ids.clock_ms() + 10**9)
 
 FINISH = sql(
     """UPDATE events SET status = $2, attempts = 1, claimed_at = $3, sent_at = $4,
-       finished_at = $4 WHERE id = $1"""
+       finished_at = $5 WHERE id = $1"""
 )
 STATS = sql(
     """INSERT INTO daily_stats (day, event_type, status, events, attempts, send_us)
        VALUES ($1, $2, $3, $4, $5, $6)"""
+)
+#: Purged events are in the hourly roll-ups too (retention purges only rolled-up events).
+ROLLED = sql(
+    """INSERT INTO hourly_stats (hour, event_type, status, events, timed, queue_sum,
+       sending_sum, processing_sum) VALUES ($1, $2, $3, $4, 0, 0, 0, 0)"""
 )
 
 
@@ -57,7 +62,9 @@ async def add_event(
         if status is not S.PENDING:
             claimed = received_at + queue_us
             sent = claimed + send_us if status in (S.PROCESSED, S.DELIVERY_FAILED) else None
-            await conn.execute(FINISH, ids.to_db(event_id), str(status), claimed, sent)
+            await conn.execute(
+                FINISH, ids.to_db(event_id), str(status), claimed, sent, sent or claimed
+            )
     return event_id
 
 
@@ -132,6 +139,8 @@ async def test_event_history_adds_live_events_and_purged_days(db: Database) -> N
         await conn.execute(STATS, old_day, "order", "processed", 7, 8, 7000)
         await conn.execute(STATS, old_day, "order", "deliveryFailed", 2, 6, 0)
         await conn.execute(STATS, old_day, "order", "tooOld", 1, 3, 0)
+        for status, events in (("processed", 7), ("deliveryFailed", 2), ("tooOld", 1)):
+            await conn.execute(ROLLED, old_day + 5 * 3_600_000_000, "order", status, events)
 
     week = reports.window(reports.Period.WEEK, now)
     report = await reports.event_history(db, week)

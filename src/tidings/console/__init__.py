@@ -3,7 +3,8 @@
 - sign-in (:mod:`.signin`), sessions, roles, CSRF and login throttling (:mod:`.auth`),
 - the dashboard, reports and this instance's health (:mod:`.monitor`),
 - the events explorer and the outbox (:mod:`.explorer`),
-- event types (:mod:`.designer`) and the template editor (:mod:`.editor`),
+- event types and their test profiles (:mod:`.designer`), the template editor
+  (:mod:`.editor`) and content blocks (:mod:`.blocks`),
 - quarantine, API keys and operators (:mod:`.manage`),
 - the layout, headers and filters every page shares (:mod:`.frame`), and
 - ``static/``: the console's CSS and script, and the browser libraries vendored from the npm
@@ -26,7 +27,17 @@ from litestar.params import FromPath
 from litestar.static_files import create_static_files_router
 
 from tidings.app import App
-from tidings.console import auth, designer, editor, explorer, frame, manage, monitor, signin
+from tidings.console import (
+    auth,
+    blocks,
+    designer,
+    editor,
+    explorer,
+    frame,
+    manage,
+    monitor,
+    signin,
+)
 from tidings.store.database import Unavailable
 
 STATIC = Path(__file__).parent / "static"
@@ -120,6 +131,7 @@ def router(app: App) -> Router:
             *manage.handlers(app),
             *designer.handlers(app),
             *editor.handlers(app),
+            *blocks.handlers(app),
             unknown,
         ],
         exception_handlers={

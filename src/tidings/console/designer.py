@@ -47,24 +47,34 @@ def _position(text: str, offset: int) -> tuple[int, int]:
     return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
 
 
-def parse_schema(text: str) -> ctxschema.Schema:
-    """The ctx schema typed into the form; :class:`FormError` naming where it fails."""
-    if not text.strip():
-        return ()
+_recipient = msgspec.json.Decoder(model.Recipient)
+_object = msgspec.json.Decoder(dict[str, Any])
+
+
+def _json(text: str, decoder: msgspec.json.Decoder[Any], field: str) -> Any:
+    """``text`` decoded; :class:`FormError` at ``field`` (and the line and column for JSON
+    that does not parse, the path inside it for a value of the wrong type)."""
     try:
-        return _schema.decode(text)
+        return decoder.decode(text if text.strip() else "{}")
     except msgspec.ValidationError as exc:
         message = str(exc)
         at = _AT.search(message)
-        path = f"$.ctxSchema{at.group(1)}" if at else "$.ctxSchema"
-        raise FormError(_AT.sub("", message), path) from None
+        raise FormError(_AT.sub("", message), field + (at.group(1) if at else "")) from None
     except msgspec.DecodeError as exc:
         message = str(exc)
         byte = _BYTE.search(message)
         if byte:
             line, column = _position(text, int(byte.group(1)))
             message = f"{_BYTE.sub('', message).strip()} at line {line}, column {column}"
-        raise FormError(message, "$.ctxSchema") from None
+        raise FormError(message, field) from None
+
+
+def parse_schema(text: str) -> ctxschema.Schema:
+    """The ctx schema typed into the form; :class:`FormError` naming where it fails."""
+    if not text.strip():
+        return ()
+    schema: ctxschema.Schema = _json(text, _schema, "$.ctxSchema")
+    return schema
 
 
 def definition_from(form: dict[str, Any], channels: list[str], name: str) -> eventtypes.Definition:
@@ -100,6 +110,18 @@ def definition_from(form: dict[str, Any], channels: list[str], name: str) -> eve
         ctxSchema=parse_schema(schema_text),
         languageField=text["languageField"],
         fallbackLanguage=text["fallbackLanguage"],
+    )
+
+
+def profile_from(form: dict[str, Any]) -> eventtypes.Profile:
+    """The test profile a profile form describes: its name, recipient and ctx (JSON)."""
+    for field in ("recipient", "ctx"):
+        if len(str(form.get(field, ""))) > 200_000:
+            raise FormError("at most 200,000 characters", f"$.{field}")
+    return eventtypes.Profile(
+        str(form.get("name", "")).strip(),
+        _json(str(form.get("recipient", "")), _recipient, "$.recipient"),
+        _json(str(form.get("ctx", "")), _object, "$.ctx"),
     )
 
 
@@ -142,6 +164,8 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
         error: str = "",
         field: str = "",
         form: dict[str, Any] | None = None,
+        profile_form: dict[str, Any] | None = None,
+        refused: str = "Not saved",
     ) -> Response[str]:
         published = {}
         for channel in info.channels:
@@ -161,9 +185,11 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
             examples=eventtypes.examples(info, app.settings),
             published=published,
             profiles=await eventtypes.profiles(db, info.name),
+            profile_form=profile_form or {},
+            example_ctx=ctxschema.example_ctx(info.ctxSchema),
             may_design=may_design(request),
             notice=notice,
-            error=f"Not saved: {error} (at {field})" if field else error,
+            error=f"{refused}: {error} (at {field})" if field else error,
             field=field,
         )
 
@@ -197,20 +223,19 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
         try:
             info = await eventtypes.get(db, name)
         except errors.NotFound as exc:
-            return frame.page(
-                request, "error.html", status=404, title="Not found", message=exc.message
-            )
-        created = request.query_params.get("created") == "1"
-        return await type_page(request, info, notice=f"{name} is created." if created else "")
+            return frame.not_found(request, exc.message)
+        query = request.query_params
+        notice = f"{name} is created." if query.get("created") == "1" else ""
+        if query.get("profile") and query.get("done") in ("saved", "deleted"):
+            notice = f"Test profile {query['profile'][:64]} is {query['done']}."
+        return await type_page(request, info, notice=notice)
 
     @post("/event-types/{name:str}", guards=[designer], include_in_schema=False, status_code=200)
     async def update_type(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[str]:
         try:
             info = await eventtypes.get(db, name)
         except errors.NotFound as exc:
-            return frame.page(
-                request, "error.html", status=404, title="Not found", message=exc.message
-            )
+            return frame.not_found(request, exc.message)
         submitted = await request.form()
         form: dict[str, Any] = {**submitted, "channels": submitted.getall("channels", [])}
         try:
@@ -232,4 +257,51 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
         await app.refresh_routing()
         return await type_page(request, updated, notice=f"{name} is saved.")
 
-    return [list_types, create_type, show_type, update_type]
+    @post(
+        "/event-types/{name:str}/profiles",
+        guards=[designer],
+        include_in_schema=False,
+        status_code=303,
+    )
+    async def save_profile(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[str]:
+        try:
+            info = await eventtypes.get(db, name)
+        except errors.NotFound as exc:
+            return frame.not_found(request, exc.message)
+        form: dict[str, Any] = dict((await request.form()).items())
+        try:
+            profile = profile_from(form)
+            eventtypes.check_profile(info, profile)
+            saved = await eventtypes.put_profile(db, name, profile)
+        except (FormError, errors.ControlError) as exc:
+            message = exc.message if isinstance(exc, errors.ControlError) else str(exc)
+            where = exc.field or ""
+            return await type_page(
+                request,
+                info,
+                status=exc.status if isinstance(exc, errors.ControlError) else 422,
+                error=message,
+                field=where,
+                profile_form=form,
+                refused="Test profile not saved",
+            )
+        location = f"{auth.PATH}/event-types/{name}?profile={saved.name}&done=saved#profiles"
+        return Response("", status_code=303, headers={"Location": location})
+
+    @post(
+        "/event-types/{name:str}/profiles/{profile:str}/delete",
+        guards=[designer],
+        include_in_schema=False,
+        status_code=303,
+    )
+    async def delete_profile(
+        request: Request[Any, Any, Any], name: FromPath[str], profile: FromPath[str]
+    ) -> Response[str]:
+        try:
+            await eventtypes.delete_profile(db, name, profile)
+        except errors.NotFound as exc:
+            return frame.not_found(request, exc.message)
+        location = f"{auth.PATH}/event-types/{name}?profile={profile}&done=deleted#profiles"
+        return Response("", status_code=303, headers={"Location": location})
+
+    return [list_types, create_type, show_type, update_type, save_profile, delete_profile]

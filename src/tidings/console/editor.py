@@ -1,6 +1,8 @@
 """The template editor: one page per event type and channel, with the channel's fields, a
 live preview beside them, the validation findings at their line and column, the version
-history (diff, restore) and publishing.
+history (diff, restore) and publishing. A language selector edits one language variant at a
+time (``?language=fr``: its fields, its preview; saving keeps the other variants) and removes
+one (a new version without it).
 
 The preview is asked for on input (HTMX, after a short pause) with the fields as typed and
 a chosen test profile; it saves nothing. Email HTML is shown in an ``<iframe sandbox="">``
@@ -60,18 +62,35 @@ def values_of(content: model.Content) -> dict[str, str]:
     return {name: str(getattr(content, name)) for name, _, _ in FIELDS[channel]}
 
 
+def language_of(form: Any) -> str:
+    """The language variant a form or query names ('' for the default content)."""
+    return str(form.get("language", "") or "").strip()[:20]
+
+
 def draft_from(
     base: model.Content, variants: dict[str, model.Content], form: dict[str, Any]
 ) -> templates.Draft:
     """The draft the editor form holds: ``base`` with the edited fields replaced (line
-    endings as the browser sends them, ``\\r\\n``, become ``\\n``)."""
+    endings as the browser sends them, ``\\r\\n``, become ``\\n``); with a ``language``,
+    that variant is edited instead (a new one starts from ``base``)."""
     channel = model.CONTENT_CHANNEL[type(base)]
     changes = {
         name: str(form.get(name, "")).replace("\r\n", "\n")
         for name, _, _ in FIELDS[channel]
         if name in form
     }
+    language = language_of(form)
+    if language:
+        edited = msgspec.structs.replace(variants.get(language, base), **changes)
+        return templates.Draft(base, {**variants, language: edited})
     return templates.Draft(msgspec.structs.replace(base, **changes), variants)
+
+
+def shown_draft(draft: templates.Draft, language: str) -> templates.Draft:
+    """What the preview renders: the variant being edited, or the default content."""
+    if language and language in draft.variants:
+        return templates.Draft(draft.variants[language], {})
+    return draft
 
 
 def handlers(app: App) -> list[HTTPRouteHandler]:
@@ -126,18 +145,24 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
         issues: list[checks.Issue] | None = None,
         published_now: publishing.Published | None = None,
         values: dict[str, str] | None = None,
+        language: str = "",
     ) -> Response[str]:
         try:
             info, kind = await target(name, channel)
             version = await version_of(name, kind, number)
         except Unknown as exc:
             return missing(request, exc)
+        if language and not templates.LANGUAGE.match(language):
+            error = error or f"{language!r} is not a language tag (fr, de-CH...)"
+            status, language = 422, ""
+        variants = version.variants if version else {}
         try:
             live = await publishing.publication(db, name, kind)
             published: int | None = live.versionNumber
         except errors.NotFound:
             published = None
-        shown = values or values_of(version.content if version else EMPTY[kind])
+        content = version.content if version else EMPTY[kind]
+        shown = values or values_of(variants.get(language, content) if language else content)
         return frame.page(
             request,
             "editor.html",
@@ -155,6 +180,8 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
             may_design=designer.may_design(request),
             notice=notice,
             error=error,
+            language=language,
+            languages=sorted(variants),
         )
 
     @get(base, guards=[signed_in], include_in_schema=False)
@@ -170,7 +197,11 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
             notice = f"Version {_number(query.get('restored'))} is restored as version {number}."
         elif query.get("unpublished"):
             notice = "Unpublished: events arriving now end routingFailed."
-        return await editor_page(request, name, channel, number=number, notice=notice)
+        elif query.get("removed"):
+            notice = f"The {query['removed'][:20]} variant is removed in version {number}."
+        return await editor_page(
+            request, name, channel, number=number, notice=notice, language=language_of(query)
+        )
 
     @post(f"{base}/preview", guards=[signed_in], include_in_schema=False, status_code=200)
     async def preview(
@@ -186,7 +217,12 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
             failed = ""
             try:
                 shown = await publishing.preview_draft(
-                    db, name, kind, draft, profile=profile, default_sender=sender
+                    db,
+                    name,
+                    kind,
+                    shown_draft(draft, language_of(form)),
+                    profile=profile,
+                    default_sender=sender,
                 )
             except (errors.ControlError, render.RenderError, ValueError) as exc:
                 failed = exc.message if isinstance(exc, errors.ControlError) else str(exc)
@@ -207,7 +243,7 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
         form = dict((await request.form()).items())
         try:
             _, kind = await target(name, channel)
-            draft = await draft_of(name, kind, form)
+            draft = shown_draft(await draft_of(name, kind, form), language_of(form))
             profile = str(form.get("profile", ""))[:64] or None
             shown = await publishing.preview_draft(
                 db, name, kind, draft, profile=profile, default_sender=sender
@@ -232,15 +268,48 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
             saved = await templates.save(db, name, kind, draft, who)
         except errors.ControlError as exc:
             where = f" ({exc.field})" if exc.field else ""
+            language = language_of(form)
             return await editor_page(
                 request,
                 name,
                 channel,
                 status=exc.status,
                 error=exc.message + where,
-                values=values_of(draft.content),
+                values=values_of(shown_draft(draft, language).content),
+                language=language if templates.LANGUAGE.match(language) else "",
             )
         location = f"{auth.PATH}/event-types/{name}/{kind}?version={saved.number}&saved=1"
+        if language_of(form):
+            location += f"&language={language_of(form)}"
+        return Response("", status_code=303, headers={"Location": location})
+
+    @post(
+        f"{base}/languages/{{language:str}}/delete",
+        guards=[designer_role],
+        include_in_schema=False,
+        status_code=303,
+    )
+    async def remove_language(
+        request: Request[Any, Any, Any],
+        name: FromPath[str],
+        channel: FromPath[str],
+        language: FromPath[str],
+    ) -> Response[str]:
+        try:
+            _, kind = await target(name, channel)
+            newest = await version_of(name, kind, None)
+            if newest is None or language not in newest.variants:
+                raise Unknown(
+                    f"the {channel} template of {name!r} has no {language[:20]!r} variant"
+                )
+        except Unknown as exc:
+            return missing(request, exc)
+        rest = {k: v for k, v in newest.variants.items() if k != language}
+        who = auth.session_of(request).operator.name
+        saved = await templates.save(db, name, kind, templates.Draft(newest.content, rest), who)
+        location = (
+            f"{auth.PATH}/event-types/{name}/{kind}?version={saved.number}&removed={language}"
+        )
         return Response("", status_code=303, headers={"Location": location})
 
     @post(
@@ -352,4 +421,4 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
         location = f"{auth.PATH}/event-types/{name}/{kind}?unpublished=1"
         return Response("", status_code=303, headers={"Location": location})
 
-    return [edit, preview, preview_html, save, restore, diff, publish, unpublish]
+    return [edit, preview, preview_html, save, remove_language, restore, diff, publish, unpublish]

@@ -154,3 +154,8 @@ def page(
     return Response(
         body, status_code=status, media_type=HTML, headers={**HEADERS, **(headers or {})}
     )
+
+
+def not_found(request: Request[Any, Any, Any], message: str) -> Response[str]:
+    """The 404 page, saying what is missing."""
+    return page(request, "error.html", status=404, title="Not found", message=message)

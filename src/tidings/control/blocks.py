@@ -99,3 +99,43 @@ async def versions(db: Database, name: str) -> list[Block]:
     if not found:
         raise errors.NotFound("unknown_block", f"there is no content block {name!r}")
     return found
+
+
+class Usage(msgspec.Struct, frozen=True):
+    """A template whose newest version includes a block (in its content or a variant)."""
+
+    eventType: str
+    channel: str
+    number: int
+
+
+async def usages(db: Database, name: str) -> list[Usage]:
+    """The templates whose newest version includes block ``name`` directly."""
+    async with db.connection() as conn:
+        rows = await design.latest_versions_mentioning(conn, f"block:{name}")
+    return [
+        Usage(r.event_type, str(r.channel), r.number)
+        for r in rows
+        if any(found == name for found, _ in included(_texts(r.content, r.variants)))
+    ]
+
+
+def _texts(*stored: str | None) -> str:
+    """Every string inside stored JSON documents, joined (the template fields, unescaped:
+    the stored JSON escapes the quotes of an include)."""
+    found: list[str] = []
+
+    def walk(value: object) -> None:
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    for text in stored:
+        if text:
+            walk(msgspec.json.decode(text))
+    return "\n".join(found)

@@ -357,6 +357,19 @@ async def put_profile(db: Database, event_type: str, profile: Profile) -> Profil
     return _profile(row)
 
 
+def check_profile(info: EventTypeInfo, profile: Profile) -> None:
+    """Raise :class:`~tidings.control.errors.Invalid` (``invalid_ctx``, at the field's path,
+    ``$.ctx.cartAmount``) unless the profile's ctx fits the event type's ctx schema (all of
+    it: a test profile is the example a designer previews with, strict or lenient type)."""
+    checker = checker_for(info.spec())
+    if checker is None:
+        return
+    found = checker.check(profile.ctx)
+    if found:
+        where, _, message = found[0].partition(": ")
+        raise errors.Invalid("invalid_ctx", message, field=f"$.{where}")
+
+
 async def get_profile(db: Database, event_type: str, name: str) -> Profile:
     """One test profile; :class:`~tidings.control.errors.NotFound` if there is none."""
     async with db.connection() as conn:

@@ -306,6 +306,21 @@ async def block_versions(conn: Connection, name: str) -> list[BlockRow]:
     ]
 
 
+LATEST_VERSIONS_MENTIONING = sql(
+    f"""SELECT {_VERSION_COLUMNS} FROM template_versions v
+        WHERE v.number = (SELECT MAX(number) FROM template_versions w
+                          WHERE w.event_type = v.event_type AND w.channel = v.channel)
+          AND (v.content LIKE $1 OR v.variants LIKE $1)
+        ORDER BY v.event_type, v.channel"""
+)
+
+
+async def latest_versions_mentioning(conn: Connection, text: str) -> list[VersionRow]:
+    """The newest version of every template whose content or variants hold ``text``
+    (``%`` and ``_`` in it match themselves only loosely: callers check the rows)."""
+    return [_version_row(r) for r in await conn.fetch(LATEST_VERSIONS_MENTIONING, f"%{text}%")]
+
+
 # -- test profiles --------------------------------------------------------------------------------
 
 UPSERT_PROFILE = sql(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import msgspec
 
 from tidings import model
-from tidings.store.database import Connection, sql
+from tidings.store.database import Connection, Row, sql
 
 #: Final statuses that count as errors.
 ERRORS = frozenset({"deliveryFailed", "routingFailed", "tooOld"})
@@ -136,17 +136,18 @@ TIMES = sql(
 async def processing_times(conn: Connection, start: int, end: int, bucket: int) -> list[TimingRow]:
     """Per bucket: times of the processed events received in ``[start, end)`` and still
     stored (purged days keep no per-event times)."""
-    rows = await conn.fetch(TIMES, start, end, bucket)
-    return [
-        TimingRow(
-            int(r[0]),
-            int(r[1]),
-            (int(r[2]), float(r[3]), int(r[4])),
-            (int(r[5]), float(r[6]), int(r[7])),
-            (int(r[8]), float(r[9]), int(r[10])),
-        )
-        for r in rows
-    ]
+    return [timing_row(r) for r in await conn.fetch(TIMES, start, end, bucket)]
+
+
+def timing_row(r: Row) -> TimingRow:
+    """A row of (bucket, events, then min, average and max of each time) as a TimingRow."""
+    return TimingRow(
+        int(r[0]),
+        int(r[1]),
+        (int(r[2]), float(r[3]), int(r[4])),
+        (int(r[5]), float(r[6]), int(r[7])),
+        (int(r[8]), float(r[9]), int(r[10])),
+    )
 
 
 STATUS_HISTORY = sql(

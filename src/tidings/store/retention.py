@@ -7,7 +7,8 @@ turn at the database). In the same transaction as the delete, each batch is coun
 ``daily_stats`` (per UTC day of receipt, event type and final status: events, attempts, and for
 processed events the sum of the times from due to sent). An event is therefore counted exactly
 once: in ``daily_stats`` once purged, in the events table until then; :func:`daily_report` adds
-the two. Aggregates are purged in turn after the (longer) report retention age.
+the two. Aggregates are purged in turn after the (longer) report retention age, with the hourly
+roll-ups (``store/rollups.py``); only events the roll-up has taken are purged.
 
 Events still queued or paused are kept whatever their age: a purge never takes an event a
 worker may hold. On PostgreSQL, one node purges at a time (a transaction-level advisory
@@ -24,6 +25,7 @@ import msgspec
 
 from tidings import clock, model
 from tidings.store import callbacks as callbacks_store
+from tidings.store import rollups
 from tidings.store.database import Connection, Database, Unavailable, sql
 
 log = logging.getLogger("tidings.retention")
@@ -36,11 +38,13 @@ _FINAL = ", ".join(f"'{s}'" for s in sorted(model.FINAL_STATUSES))
 
 TRY_LOCK = sql(f"SELECT pg_try_advisory_xact_lock({_LOCK_KEY})", sqlite="SELECT TRUE")
 
+# Only events the hourly roll-up already took (store/rollups.py): the reports read them there.
+_ROLLED = "finished_at < COALESCE((SELECT until FROM rollup_marks WHERE name = 'hourly'), 0)"
 OLD_EVENTS = sql(
-    f"""SELECT id FROM events WHERE received_at < $1 AND status IN ({_FINAL})
+    f"""SELECT id FROM events WHERE received_at < $1 AND status IN ({_FINAL}) AND {_ROLLED}
         ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
     sqlite=f"""SELECT id FROM events WHERE received_at < $1 AND status IN ({_FINAL})
-        ORDER BY received_at LIMIT $2""",
+        AND {_ROLLED} ORDER BY received_at LIMIT $2""",
 )
 
 _SEND_US = (
@@ -81,6 +85,7 @@ DELETE_EVENTS = sql(
     "DELETE FROM events WHERE " + _PG_IDS, sqlite="DELETE FROM events WHERE " + _LITE_IDS
 )
 PURGE_STATS = sql("DELETE FROM daily_stats WHERE day < $1")
+PURGE_ROLLUPS = sql("DELETE FROM hourly_stats WHERE hour < $1")
 
 
 class Purged(msgspec.Struct, frozen=True):
@@ -90,6 +95,7 @@ class Purged(msgspec.Struct, frozen=True):
     batches: int = 0
     stats: int = 0
     skipped: bool = False
+    rollups: int = 0
 
 
 async def purge_batch(conn: Connection, older_than: int, limit: int = BATCH) -> int | None:
@@ -115,6 +121,11 @@ async def purge_stats(conn: Connection, older_than: int) -> int:
     return await conn.execute(PURGE_STATS, older_than)
 
 
+async def purge_rollups(conn: Connection, older_than: int) -> int:
+    """Delete the hourly roll-ups of hours before ``older_than``; return how many rows."""
+    return await conn.execute(PURGE_ROLLUPS, older_than)
+
+
 async def purge(
     db: Database,
     *,
@@ -123,11 +134,15 @@ async def purge(
     report_age: float,
     batch: int = BATCH,
     pause: float = PAUSE,
+    rollup_lag: float = 10.0,
 ) -> Purged:
     """Purge everything past its retention age (ages in seconds; 0 keeps forever), one short
-    transaction per batch, pausing ``pause`` seconds between batches."""
+    transaction per batch, pausing ``pause`` seconds between batches. Finished events are
+    rolled up first (only rolled-up events go)."""
     events = batches = 0
     if event_age > 0:
+        async with db.transaction() as conn:
+            await rollups.roll_up(conn, clock.now_us(), int(rollup_lag * 1_000_000))
         older_than = now - int(event_age * 1_000_000)
         while True:
             async with db.transaction() as conn:
@@ -140,11 +155,12 @@ async def purge(
             if done < batch:
                 break
             await asyncio.sleep(pause)
-    stats = 0
+    stats = hours = 0
     if report_age > 0:
         async with db.transaction() as conn:
             stats = await purge_stats(conn, now - int(report_age * 1_000_000))
-    return Purged(events, batches, stats)
+            hours = await purge_rollups(conn, now - int(report_age * 1_000_000))
+    return Purged(events, batches, stats, rollups=hours)
 
 
 async def run_periodically(

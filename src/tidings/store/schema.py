@@ -72,6 +72,13 @@ events = sa.Table(
         "scheduled_at",
     ),
     sa.Index("ix_events_email", "email"),
+    # The hourly roll-ups (store/rollups.py) take finished events by the time they finished.
+    sa.Index(
+        "ix_events_finished_at",
+        "finished_at",
+        sqlite_where=sa.text("finished_at IS NOT NULL"),
+        postgresql_where=sa.text("finished_at IS NOT NULL"),
+    ),
     sa.Index(
         "ix_events_external_id",
         "external_id",
@@ -249,6 +256,41 @@ daily_stats = sa.Table(
     sa.Column("events", BigInt, nullable=False),
     sa.Column("attempts", BigInt, nullable=False, comment="sum of delivery attempts"),
     sa.Column("send_us", BigInt, nullable=False, comment="processed: sum of due-to-sent times, µs"),
+)
+
+# -- hourly roll-ups (store/rollups.py) -----------------------------------------------------------
+
+#: One row per UTC hour of receipt, event type and final status: the events that finished
+#: before the roll-up watermark (``rollup_marks``), with their times, so the reports read a
+#: day or a month from a few hundred rows. Kept after retention purges the events, until the
+#: report retention age. The queue, sending and processing columns cover the ``timed`` events
+#: (``processed``, with a claim and a sent time), in µs.
+hourly_stats = sa.Table(
+    "hourly_stats",
+    metadata,
+    sa.Column("hour", BigInt, primary_key=True, comment="start of the UTC hour of receipt, µs"),
+    sa.Column("event_type", sa.Text, primary_key=True),
+    sa.Column("status", sa.Text, primary_key=True, comment="a final status"),
+    sa.Column("events", BigInt, nullable=False),
+    sa.Column("timed", BigInt, nullable=False),
+    sa.Column("queue_sum", BigInt, nullable=False),
+    sa.Column("queue_min", BigInt, nullable=True),
+    sa.Column("queue_max", BigInt, nullable=True),
+    sa.Column("sending_sum", BigInt, nullable=False),
+    sa.Column("sending_min", BigInt, nullable=True),
+    sa.Column("sending_max", BigInt, nullable=True),
+    sa.Column("processing_sum", BigInt, nullable=False),
+    sa.Column("processing_min", BigInt, nullable=True),
+    sa.Column("processing_max", BigInt, nullable=True),
+)
+
+#: The roll-up watermark: ``hourly_stats`` holds exactly the final events that finished before
+#: ``until`` (one row, ``name`` = 'hourly').
+rollup_marks = sa.Table(
+    "rollup_marks",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("until", BigInt, nullable=False, comment="µs since the epoch"),
 )
 
 # -- bounces (store/bounces.py) ------------------------------------------------------------------
