@@ -117,7 +117,9 @@ async def test_operators_read_test_profiles_and_blocks_but_change_nothing(
     await eventtypes.put_profile(
         live.app.db,
         "orderConfirmation",
-        eventtypes.Profile("jack", model.Recipient(email="j@example.com"), {"firstName": "J"}),
+        eventtypes.Profile(
+            "jack", model.Recipient(email="j@example.com"), {"firstName": "J", "items": ITEMS}
+        ),
     )
     await blocks.save(live.app.db, "footer", "<p>Bye</p>", "api")
     await add_operator(live, "olga", OPERATOR)

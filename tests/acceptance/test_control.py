@@ -538,6 +538,20 @@ async def test_preview_per_channel_with_a_test_profile(live: Live) -> None:
     ).status_code == 204
 
 
+async def test_a_test_profile_whose_ctx_does_not_fit_the_schema_is_refused(live: Live) -> None:
+    await create_type(live)
+    url = "/api/v1/event-types/orderConfirmation/profiles/bad"
+    ctx = good_ctx()
+    ctx["items"][0]["price"] = "cheap"
+    body = error(
+        await live.client.put(url, json={"recipient": {"email": "a@example.com"}, "ctx": ctx}),
+        422,
+        "invalid_ctx",
+    )
+    assert body["field"] == "$.ctx.items[0].price"
+    assert (await live.client.get(url)).status_code == 404  # nothing saved
+
+
 # ------------------------------------------------------------------ blocks, languages, MJML
 FOOTER = "<mj-section><mj-column><mj-text>{text}</mj-text></mj-column></mj-section>"
 

@@ -271,7 +271,6 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
         form: dict[str, Any] = dict((await request.form()).items())
         try:
             profile = profile_from(form)
-            eventtypes.check_profile(info, profile)
             saved = await eventtypes.put_profile(db, name, profile)
         except (FormError, errors.ControlError) as exc:
             message = exc.message if isinstance(exc, errors.ControlError) else str(exc)

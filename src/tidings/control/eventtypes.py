@@ -335,7 +335,8 @@ def _profile(row: design.ProfileRow) -> Profile:
 
 
 async def put_profile(db: Database, event_type: str, profile: Profile) -> Profile:
-    """Create or replace a test profile of an event type."""
+    """Create or replace a test profile of an event type; its ctx must fit the type's ctx
+    schema (:func:`check_profile`)."""
     if not PROFILE_NAME.match(profile.name):
         raise errors.Invalid(
             "invalid_name",
@@ -344,8 +345,10 @@ async def put_profile(db: Database, event_type: str, profile: Profile) -> Profil
             field="$.name",
         )
     async with db.transaction() as conn:
-        if await design.get_event_type(conn, event_type) is None:
+        found = await design.get_event_type(conn, event_type)
+        if found is None:
             raise unknown(event_type)
+        check_profile(parse_spec(found.spec), profile)
         row = await design.put_profile(
             conn,
             event_type,
@@ -357,11 +360,11 @@ async def put_profile(db: Database, event_type: str, profile: Profile) -> Profil
     return _profile(row)
 
 
-def check_profile(info: EventTypeInfo, profile: Profile) -> None:
+def check_profile(spec: Spec, profile: Profile) -> None:
     """Raise :class:`~tidings.control.errors.Invalid` (``invalid_ctx``, at the field's path,
     ``$.ctx.cartAmount``) unless the profile's ctx fits the event type's ctx schema (all of
     it: a test profile is the example a designer previews with, strict or lenient type)."""
-    checker = checker_for(info.spec())
+    checker = checker_for(spec)
     if checker is None:
         return
     found = checker.check(profile.ctx)
