@@ -18,12 +18,13 @@ import httpx
 import msgspec
 import pytest
 
-from tidings import apikeys, server
+from tidings import apikeys
 from tidings.store import design, migrate
 from tidings.store.database import sql
 
 from .conftest import Live, live_server
 from .test_control import EMAIL, create_type, error, good_ctx, save
+from .test_processes import free_port
 
 
 @contextlib.asynccontextmanager
@@ -270,15 +271,8 @@ async def test_unpublishing_reaches_the_instances(database_url: str, tmp_path: P
         assert published["instances"] == ["paris"]
 
 
-def _free_port() -> int:
-    sock = server.listen("127.0.0.1", 0)
-    port = int(sock.getsockname()[1])
-    sock.close()
-    return port
-
-
 async def test_an_instance_that_was_down_catches_up(database_url: str, tmp_path: Path) -> None:
-    down_port = _free_port()  # nothing listens there yet: connections are refused
+    down_port = free_port()  # nothing listens there yet: connections are refused
     lyon_url = sqlite_file(tmp_path, "lyon.db")
     async with (
         control_server(tmp_path) as control,

@@ -13,11 +13,9 @@ import asyncio
 import contextlib
 import email
 import email.policy
-import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +26,11 @@ import pytest
 
 from tests.conftest import empty_postgres
 from tests.smtp_servers import Recorder, aiosmtpd_server
-from tidings import server
 from tidings.store import migrate
 
 from .test_control import EMAIL, good_ctx, order_type
+from .test_processes import TIDINGS, environment, free_port
 
-TIDINGS = str(Path(sys.executable).parent / "tidings")
 _KEY = re.compile(r"tid_[a-z0-9]+_[A-Za-z0-9_-]+")
 
 pytestmark = pytest.mark.slow
@@ -64,17 +61,8 @@ async def serve(
     name: str, database_url: str, folder: Path, **settings: Any
 ) -> AsyncIterator[Process]:
     """Start `tidings serve` on a free port and wait until it serves (its key printed)."""
-    sock = server.listen("127.0.0.1", 0)
-    port = int(sock.getsockname()[1])
-    sock.close()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
-    env.update({f"TIDINGS_{k.upper()}": str(v) for k, v in settings.items()})
-    env.update(
-        TIDINGS_DATABASE_URL=database_url,
-        TIDINGS_PORT=str(port),
-        TIDINGS_POLL_INTERVAL="0.05",
-        TIDINGS_SHUTDOWN_GRACE="5",
-    )
+    port = free_port()
+    env = environment(database_url, port, **settings)
     log = folder / f"{name}.log"
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
