@@ -18,11 +18,13 @@ import httpx
 import msgspec
 import pytest
 
-from tidings import apikeys
-from tidings.store import design, migrate
+from tidings import apikeys, clock, model
+from tidings.control import instances
+from tidings.store import design, keys, migrate
 from tidings.store.database import sql
 
 from .conftest import Live, live_server
+from .console import add_operator, sign_in
 from .test_control import EMAIL, create_type, error, good_ctx, save
 from .test_processes import free_port
 
@@ -378,3 +380,87 @@ async def test_only_admin_keys_manage_the_registry(tmp_path: Path, scope: str) -
                 403,
                 "forbidden",
             )
+
+
+async def test_the_console_lists_instances_and_retries_one(
+    database_url: str, tmp_path: Path
+) -> None:
+    down_port = free_port()
+    async with (
+        control_server(tmp_path) as control,
+        httpx.AsyncClient(base_url=control.url, timeout=15) as browser,
+    ):
+        await add_operator(control, "ada")
+        token = await sign_in(browser, "ada")
+        down = f"http://127.0.0.1:{down_port}"
+        bad = await browser.post(
+            "/console/instances",
+            data={"name": "paris", "base_url": "ftp://x", "credential": "k", "_csrf": token},
+        )
+        assert bad.status_code == 422
+        assert "baseUrl is an http:// or https:// URL" in bad.text
+        assert await instances.list_all(control.app.db) == []
+
+        # The instance's key, made before it starts (it is down for now).
+        credential, prefix = apikeys.generate()
+        # The instance is down: it is registered, and the publication fails there.
+        added = await browser.post(
+            "/console/instances",
+            data={"name": "paris", "base_url": down, "credential": credential, "_csrf": token},
+        )
+        assert added.status_code == 201, added.text
+        assert 'data-instance="paris"' in added.text
+        assert "nothing sent yet" in added.text
+        await create_type(control)
+        number = await save(control, EMAIL)
+        published = await browser.post(
+            "/console/event-types/orderConfirmation/email/publish",
+            data={"version": str(number), "_csrf": token},
+        )
+        assert published.status_code == 200, published.text
+        assert 'id="publish-result"' in published.text
+        assert 'data-instance="paris" data-outcome="failed"' in published.text
+        page = await browser.get("/console/instances")
+        row = page.text[page.text.index('<tr data-instance="paris">') :]
+        row = row[: row.index("</tr>")]
+        assert "failed" in row
+        assert "cannot connect" in row
+        assert "never" in row  # it never answered
+
+        # Designers retry; operators may not.
+        await add_operator(control, "olga", model.OperatorRole.OPERATOR)
+        async with httpx.AsyncClient(base_url=control.url, timeout=15) as other:
+            other_token = await sign_in(other, "olga")
+            refused = await other.post(
+                "/console/instances/sync", data={"name": "paris", "_csrf": other_token}
+            )
+            assert refused.status_code == 403
+
+        async with live_server(database_url, port=down_port) as execution:
+            async with execution.app.db.transaction() as conn:
+                await keys.insert_key(
+                    conn,
+                    "control",
+                    prefix,
+                    apikeys.hash_secret(credential),
+                    frozenset({"publish"}),
+                    clock.now_us(),
+                )
+            synced = await browser.post(
+                "/console/instances/sync", data={"name": "paris", "_csrf": token}
+            )
+            assert synced.status_code == 200, synced.text
+            assert 'id="sync-result"' in synced.text
+            assert 'data-instance="paris" data-outcome="ok"' in synced.text
+            row = synced.text[synced.text.index('<tr data-instance="paris">') :]
+            assert '<span class="badge good">ok</span>' in row[: row.index("</tr>")]
+            assert ("orderConfirmation", "email") in await held(execution)
+        unknown = await browser.post(
+            "/console/instances/sync", data={"name": "lyon", "_csrf": token}
+        )
+        assert unknown.status_code == 404
+        removed = await browser.post(
+            "/console/instances/remove", data={"name": "paris", "_csrf": token}
+        )
+        assert removed.status_code == 200
+        assert "None: publishing applies to this instance only." in removed.text
