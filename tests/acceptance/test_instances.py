@@ -8,8 +8,11 @@ The execution instance runs on each kind of database; the control instance on a 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import json
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,8 @@ from tidings.store.database import sql
 
 from .conftest import Live, live_server
 from .console import add_operator, sign_in
-from .test_control import EMAIL, create_type, error, good_ctx, save
+from .test_cli import run
+from .test_control import EMAIL, create_type, error, good_ctx, order_type, save
 from .test_processes import free_port
 
 
@@ -464,3 +468,60 @@ async def test_the_console_lists_instances_and_retries_one(
         )
         assert removed.status_code == 200
         assert "None: publishing applies to this instance only." in removed.text
+
+
+async def test_the_cli_registers_publishes_and_syncs(database_url: str, tmp_path: Path) -> None:
+    definition = tmp_path / "type.json"
+    definition.write_text(json.dumps(order_type()))
+    draft = tmp_path / "v1.json"
+    draft.write_text(json.dumps({"content": EMAIL}))
+
+    async def tidings(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(run, tmp_path, *args, check=False)
+
+    async with live_server(database_url) as execution:
+        key = await publish_key(execution)
+        assert (await tidings("event-types", "create", str(definition))).returncode == 0
+        assert (
+            await tidings("templates", "save", "orderConfirmation", "email", str(draft))
+        ).returncode == 0
+        added = await tidings("instances", "add", "paris", execution.url, "--credential", key)
+        assert added.returncode == 0, added.stderr
+        again = await tidings("instances", "add", "paris", execution.url, "--credential", key)
+        assert again.returncode == 1
+        assert "duplicate_instance" in again.stderr
+        bad = await tidings("instances", "add", "lyon", "nowhere", "--credential", key)
+        assert bad.returncode == 1
+        assert "invalid_url" in bad.stderr
+        down = f"http://127.0.0.1:{free_port()}"
+        assert (
+            await tidings("instances", "add", "lyon", down, "--credential", "k")
+        ).returncode == 0
+
+        published = await tidings("templates", "publish", "orderConfirmation", "email", "1")
+        assert published.returncode == 3, published.stderr
+        assert "paris: ok (publish, HTTP 200)" in published.stdout
+        assert "lyon: failed (publish, no answer, 3 attempt(s)): cannot connect" in published.stdout
+        assert "tidings instances sync NAME" in published.stderr
+        assert ("orderConfirmation", "email") in await held(execution)
+        listed = (await tidings("instances", "list")).stdout
+        assert "paris" in listed
+        assert "lyon" in listed
+        assert "failed" in listed
+        unreachable = await tidings("instances", "sync", "lyon")
+        assert unreachable.returncode == 1
+        assert "instance_unreachable" in unreachable.stderr
+        assert (await tidings("instances", "remove", "lyon")).returncode == 0
+        unknown = await tidings("instances", "remove", "lyon")
+        assert unknown.returncode == 1
+        assert "unknown_instance" in unknown.stderr
+        synced = await tidings("instances", "sync", "paris")
+        assert synced.returncode == 0, synced.stderr
+        assert "paris: up to date" in synced.stdout
+        audit = await tidings("templates", "audit")
+        assert "paris" in audit.stdout
+
+        gone = await tidings("templates", "unpublish", "orderConfirmation", "email")
+        assert gone.returncode == 0, gone.stderr
+        assert "paris: ok (unpublish, HTTP 200)" in gone.stdout
+        assert ("orderConfirmation", "email") not in await held(execution)
