@@ -39,6 +39,7 @@ from tidings.app import App
 from tidings.control import (
     adobe_import,
     blocks,
+    distribution,
     eventtypes,
     files,
     instances,
@@ -789,7 +790,7 @@ def templates_publish(
     done = _control(
         lambda app: _refreshed(
             app,
-            instances.publish(app.db, app.settings, event_type, channel, number, actor=author),
+            distribution.publish(app.db, app.settings, event_type, channel, number, actor=author),
         )
     )
     state = "published" if done.changed else "already published"
@@ -820,7 +821,7 @@ def templates_unpublish(event_type: str, channel: ChannelArg, author: AuthorOpt 
     every registered execution instance)."""
     results = _control(
         lambda app: _refreshed(
-            app, instances.unpublish(app.db, app.settings, event_type, channel, actor=author)
+            app, distribution.unpublish(app.db, app.settings, event_type, channel, actor=author)
         )
     )
     out.print(f"unpublished the {channel} template of {event_type}")
@@ -893,7 +894,7 @@ def instances_remove(name: Annotated[str, typer.Argument(help="The instance's na
 def instances_sync(name: Annotated[str, typer.Argument(help="The instance's name.")]) -> None:
     """Send an execution instance every publication (and unpublication) it lacks; exit
     status 3 if one failed."""
-    results = _control(lambda app: instances.sync(app.db, app.settings, name))
+    results = _control(lambda app: distribution.sync(app.db, app.settings, name))
     out.print(f"{name}: {len(results)} publication(s) sent" if results else f"{name}: up to date")
     _print_deliveries(results)
 

@@ -15,7 +15,7 @@ from litestar.params import FromPath
 from tidings.api import auth, intake
 from tidings.api.errors import documented, ok
 from tidings.app import App
-from tidings.control import instances, publishing
+from tidings.control import distribution, instances, publishing
 
 _new = msgspec.json.Decoder(instances.NewInstance)
 
@@ -112,6 +112,6 @@ def router(app: App) -> Router:
         },
     )
     async def sync(name: FromPath[str]) -> Response[bytes]:
-        return ok(await instances.sync(db, app.settings, name))
+        return ok(await distribution.sync(db, app.settings, name))
 
     return Router("/api/v1", route_handlers=[add, list_all, read, remove, sync])

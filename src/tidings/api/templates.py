@@ -20,7 +20,7 @@ from tidings import model
 from tidings.api import auth, intake
 from tidings.api.errors import ApiError, ErrorResponse, ok
 from tidings.app import App
-from tidings.control import blocks, instances, publishing, templates
+from tidings.control import blocks, distribution, publishing, templates
 from tidings.control import validation as checks
 
 _draft = msgspec.json.Decoder(templates.Draft)
@@ -215,7 +215,7 @@ def router(app: App) -> Router:
         channel: FromPath[str],
         number: FromPath[int],
     ) -> Response[bytes]:
-        done = await instances.publish(
+        done = await distribution.publish(
             db, app.settings, event_type, channel_of(channel), number, actor=author(request)
         )
         await app.refresh_routing()
@@ -248,7 +248,7 @@ def router(app: App) -> Router:
     async def unpublish(
         request: Request[Any, Any, Any], event_type: FromPath[str], channel: FromPath[str]
     ) -> None:
-        await instances.unpublish(
+        await distribution.unpublish(
             db, app.settings, event_type, channel_of(channel), actor=author(request)
         )
         await app.refresh_routing()

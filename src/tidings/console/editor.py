@@ -21,7 +21,7 @@ from litestar.params import FromPath
 from tidings import model
 from tidings.app import App
 from tidings.console import auth, designer, explorer, frame
-from tidings.control import errors, eventtypes, instances, publishing, templates
+from tidings.control import distribution, errors, eventtypes, publishing, templates
 from tidings.control import validation as checks
 from tidings.engine import render
 
@@ -309,7 +309,7 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
                 request, name, channel, status=422, error="save the template before publishing"
             )
         try:
-            done = await instances.publish(
+            done = await distribution.publish(
                 db, app.settings, name, kind, number, actor=auth.session_of(request).operator.name
             )
         except errors.ControlError as exc:
@@ -338,7 +338,7 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
     ) -> Response[str]:
         try:
             _, kind = await target(name, channel)
-            await instances.unpublish(
+            await distribution.unpublish(
                 db, app.settings, name, kind, actor=auth.session_of(request).operator.name
             )
         except Unknown as exc:

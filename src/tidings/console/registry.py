@@ -12,7 +12,7 @@ from litestar.handlers import HTTPRouteHandler
 from tidings import model
 from tidings.app import App
 from tidings.console import auth, designer, monitor
-from tidings.control import errors, instances
+from tidings.control import distribution, errors, instances
 
 
 def handlers(app: App) -> list[HTTPRouteHandler]:
@@ -54,7 +54,7 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
     async def sync(request: Request[Any, Any, Any]) -> Response[str]:
         name = field(dict((await request.form()).items()), "name")
         try:
-            results = await instances.sync(db, app.settings, name)
+            results = await distribution.sync(db, app.settings, name)
         except errors.ControlError as exc:
             return await monitor.instances_page(app, request, status=exc.status, error=exc.message)
         failed = [r for r in results if r.outcome != "ok"]
