@@ -186,6 +186,11 @@ async def test_bad_publications_change_nothing(database_url: str, tmp_path: Path
                 422,
                 "invalid_bundle",
             )
+            twice = shipment["eventType"]["spec"]["ctxSchema"][0]
+            spec = {**shipment["eventType"]["spec"], "ctxSchema": [twice, twice]}
+            bad_schema = {**shipment, "eventType": {**shipment["eventType"], "spec": spec}}
+            found = error(await publisher.put(path, json=bad_schema), 422, "invalid_schema")
+            assert found["field"] == "$.eventType.spec.ctxSchema[1].name"
             other = "/api/v1/execution/publications/orderConfirmation/sms"
             error(await publisher.put(other, json=shipment), 422, "wrong_publication")
             error(

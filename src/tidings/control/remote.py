@@ -18,7 +18,7 @@ import re
 import msgspec
 
 from tidings import clock, model
-from tidings.control import bundle, errors, eventtypes, publishing
+from tidings.control import bundle, ctxschema, errors, eventtypes, publishing
 from tidings.store import catalog, design
 from tidings.store import targeting as targeting_store
 from tidings.store.database import Connection, Database
@@ -87,6 +87,7 @@ def _checked(event_type: str, channel: model.Channel, shipment: Shipment) -> bun
         raise errors.Invalid("invalid_bundle", f"bundle: {exc}", field="$.bundle") from None
     definition = shipment.eventType
     eventtypes.check_name(definition.name)
+    ctxschema.check_schema(definition.spec.ctxSchema, "$.eventType.spec.ctxSchema")
     if definition.name != event_type or frozen.eventType != event_type:
         raise errors.Invalid(
             "wrong_publication",
