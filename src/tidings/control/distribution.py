@@ -237,6 +237,11 @@ async def unpublish(
     return await deliver(db, settings, event_type, channel)
 
 
+#: One delivery a sync makes: (event type, channel, content hash, what to send — None to
+#: unpublish —, the audit line it carries out).
+_Due = tuple[str, model.Channel, str, remote.Shipment | None, int | None]
+
+
 async def sync(db: Database, settings: Settings, name: str) -> list[publishing.Delivered]:
     """Catch an instance up: read what it holds, send each publication routed here that it
     lacks (or holds another version of) and each unpublication it missed. Nothing to send:
@@ -245,16 +250,13 @@ async def sync(db: Database, settings: Settings, name: str) -> list[publishing.D
         row = await store.get_instance(conn, name)
         if row is None:
             raise instances.unknown(name)
-        local = await design.list_active_publications(conn)
     async with _client(settings) as client:
         answer = await _call(client, settings, row, "GET", PATH)
         try:
             held = _holdings.decode(answer.body) if answer.ok else None
         except msgspec.DecodeError:
-            held, answer = (
-                None,
-                _Answer(answer.status, "the answer is not a list of publications", answer.attempts),
-            )
+            error = "the answer is not a list of publications"
+            held, answer = None, _Answer(answer.status, error, answer.attempts)
         if held is None:
             async with db.transaction() as conn:
                 contacted = None if answer.status is None else clock.now_us()
@@ -262,29 +264,35 @@ async def sync(db: Database, settings: Settings, name: str) -> list[publishing.D
             raise errors.Unreachable(
                 "instance_unreachable", f"instance {name!r}: {answer.error}", field="name"
             )
-        there = {(h.eventType, h.channel): h.contentHash for h in held}
-        work: list[tuple[str, model.Channel, str, remote.Shipment | None, int | None]] = []
         async with db.connection() as conn:
-            for p in local:
-                if p.bundle is None or there.get((p.event_type, p.channel)) == p.content_hash:
-                    continue
-                shipment = await _shipment(conn, p.event_type, p.channel)
-                latest = await design.latest_audit(conn, p.event_type, p.channel)
-                if shipment is not None:
-                    audit_id = None if latest is None else latest[0]
-                    work.append((p.event_type, p.channel, p.content_hash, shipment, audit_id))
-            routed = {(p.event_type, p.channel) for p in local}
-            for (event_type, channel), content_hash in sorted(there.items()):
-                if (event_type, channel) in routed:
-                    continue
-                latest = await design.latest_audit(conn, event_type, channel)
-                if latest is not None and latest[1] == "unpublish":
-                    work.append((event_type, channel, content_hash, None, latest[0]))
-        if not work:
+            due = await _due(conn, {(h.eventType, h.channel): h.contentHash for h in held})
+        if not due:
             async with db.transaction() as conn:
                 await store.mark_instance(conn, name, "ok", "", clock.now_us())
             return []
         return [
             await _deliver_one(db, client, settings, row, audit_id, et, ch, digest, shipment)
-            for et, ch, digest, shipment, audit_id in work
+            for et, ch, digest, shipment, audit_id in due
         ]
+
+
+async def _due(conn: Connection, there: dict[tuple[str, model.Channel], str]) -> list[_Due]:
+    """What an instance holding ``there`` (content hashes) lacks: the publications routed
+    here with another hash there or none, and the unpublications of what it still holds."""
+    local = await design.list_active_publications(conn)
+    due: list[_Due] = []
+    for p in local:
+        if p.bundle is None or there.get((p.event_type, p.channel)) == p.content_hash:
+            continue
+        shipment = await _shipment(conn, p.event_type, p.channel)
+        latest = await design.latest_audit(conn, p.event_type, p.channel)
+        if shipment is not None:
+            due.append((p.event_type, p.channel, p.content_hash, shipment, latest and latest[0]))
+    routed = {(p.event_type, p.channel) for p in local}
+    for (event_type, channel), content_hash in sorted(there.items()):
+        if (event_type, channel) in routed:
+            continue
+        latest = await design.latest_audit(conn, event_type, channel)
+        if latest is not None and latest[1] == "unpublish":
+            due.append((event_type, channel, content_hash, None, latest[0]))
+    return due

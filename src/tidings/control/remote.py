@@ -19,7 +19,7 @@ import msgspec
 
 from tidings import clock, model
 from tidings.control import bundle, ctxschema, errors, eventtypes, publishing
-from tidings.store import catalog, design
+from tidings.store import design
 from tidings.store import targeting as targeting_store
 from tidings.store.database import Connection, Database
 
@@ -158,8 +158,6 @@ async def apply(
                 now,
             )
             changed = True
-        elif changed:
-            await catalog.bump_routing_revision(conn)
     return Applied(event_type, channel, shipment.contentHash, changed)
 
 
