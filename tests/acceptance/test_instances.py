@@ -38,7 +38,8 @@ async def control_server(folder: Path, **overrides: Any) -> AsyncIterator[Live]:
     """A control instance on its own SQLite file."""
     url = f"sqlite:///{folder / 'control.db'}"
     migrate.upgrade(url)
-    async with live_server(url, instance_attempts=2, instance_timeout=5, **overrides) as live:
+    settings: dict[str, Any] = {"instance_attempts": 2, "instance_timeout": 5, **overrides}
+    async with live_server(url, **settings) as live:
         yield live
 
 
@@ -530,3 +531,54 @@ async def test_the_cli_registers_publishes_and_syncs(database_url: str, tmp_path
         assert gone.returncode == 0, gone.stderr
         assert "paris: ok (unpublish, HTTP 200)" in gone.stdout
         assert ("orderConfirmation", "email") not in await held(execution)
+
+
+async def test_silent_and_failing_instances_are_reported(tmp_path: Path) -> None:
+    """An instance that never answers fails after the timeout; one answering 503 is tried
+    again, then fails with its status."""
+    seen = {"silent": 0, "failing": 0}
+    release = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen["silent"] += 1
+        await reader.read(65536)
+        await release.wait()
+        writer.close()
+
+    async def failing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen["failing"] += 1
+        await reader.readuntil(b"\r\n\r\n")
+        body = b'{"error": {"status": 503, "code": "unavailable", "message": "down"}}'
+        writer.write(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    silent_server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    failing_server = await asyncio.start_server(failing, "127.0.0.1", 0)
+    try:
+        async with control_server(tmp_path, instance_timeout=0.5) as control:
+            for name, srv in (("silent", silent_server), ("failing", failing_server)):
+                port = srv.sockets[0].getsockname()[1]
+                await register(control, name, f"http://127.0.0.1:{port}", "tid_x_y")
+            await create_type(control)
+            started = asyncio.get_running_loop().time()
+            done = await publish(control, await save(control, EMAIL))
+            took = asyncio.get_running_loop().time() - started
+        results = {r["instance"]: r for r in done["instances"]}
+        assert results["silent"]["outcome"] == "failed"
+        assert results["silent"]["httpStatus"] is None
+        assert results["silent"]["error"] == "no answer within 0.5 s"
+        assert results["silent"]["attempts"] == 2
+        assert results["failing"]["outcome"] == "failed"
+        assert results["failing"]["httpStatus"] == 503
+        assert results["failing"]["error"] == "unavailable: down"
+        assert results["failing"]["attempts"] == 2
+        assert seen == {"silent": 2, "failing": 2}
+        assert took < 10  # bounded by the timeout, not by the silent server
+    finally:
+        release.set()
+        silent_server.close()
+        failing_server.close()
