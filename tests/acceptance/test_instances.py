@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import msgspec
-import pytest
 
 from tidings import apikeys, clock, model
 from tidings.control import instances
@@ -374,10 +373,9 @@ async def test_the_registry_refuses_bad_input(tmp_path: Path) -> None:
         assert (await control.client.get("/api/v1/instances")).json() == []
 
 
-@pytest.mark.parametrize("scope", ["events"])
-async def test_only_admin_keys_manage_the_registry(tmp_path: Path, scope: str) -> None:
+async def test_only_admin_keys_manage_the_registry(tmp_path: Path) -> None:
     async with control_server(tmp_path) as control:
-        key, _ = await apikeys.create(control.app.db, "shop", frozenset({scope, "publish"}))
+        key, _ = await apikeys.create(control.app.db, "shop", frozenset({"events", "publish"}))
         async with httpx.AsyncClient(
             base_url=control.url, headers={"Authorization": f"Bearer {key}"}, timeout=15
         ) as other:
