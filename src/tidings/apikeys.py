@@ -2,7 +2,13 @@
 
 A key reads ``tid_<prefix>_<secret>``: the prefix (8 characters) is stored in clear to find
 the key and to name it in listings; the secret (43 characters, 256 bits) only as a SHA-256.
-Scopes: ``events`` (send events and read their status) and ``admin`` (everything).
+Scopes: ``events`` (send events and read their status), ``publish`` (an execution instance
+taking publications from its control instance: the credential a control instance holds for
+it, good for nothing else) and ``admin`` (everything).
+
+Publishing credentials are keys rather than a setting so that they are created, listed and
+revoked like every other credential, without a restart, and hold on every process and node
+sharing the database.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from tidings import clock, model
 from tidings.store import keys
 from tidings.store.database import Database
 
-SCOPES = frozenset({"events", "admin"})
+SCOPES = frozenset({"events", "publish", "admin"})
 _ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 
 

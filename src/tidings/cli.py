@@ -39,8 +39,10 @@ from tidings.app import App
 from tidings.control import (
     adobe_import,
     blocks,
+    distribution,
     eventtypes,
     files,
+    instances,
     publishing,
     templates,
     validation,
@@ -82,6 +84,10 @@ operators_cli = typer.Typer(help="Console operators.", no_args_is_help=True)
 cli.add_typer(operators_cli, name="operators")
 profiles_cli = typer.Typer(help="Recipient profiles.", no_args_is_help=True)
 cli.add_typer(profiles_cli, name="profiles")
+instances_cli = typer.Typer(
+    help="Execution instances this control instance publishes to.", no_args_is_help=True
+)
+cli.add_typer(instances_cli, name="instances")
 targeting_cli = typer.Typer(
     help="An event type's reconciliation with profiles and enrichment source.",
     no_args_is_help=True,
@@ -368,7 +374,9 @@ def outbox(
 @keys_cli.command("create")
 def keys_create(
     name: Annotated[str, typer.Argument(help="What the key is for.")],
-    scope: Annotated[list[str] | None, typer.Option(help="events or admin (repeatable).")] = None,
+    scope: Annotated[
+        list[str] | None, typer.Option(help="events, publish or admin (repeatable).")
+    ] = None,
 ) -> None:
     """Create an API key and print it (only now)."""
     try:
@@ -777,45 +785,118 @@ def templates_preview(
 def templates_publish(
     event_type: str, channel: ChannelArg, number: int, author: AuthorOpt = _AUTHOR
 ) -> None:
-    """Publish a version (it must validate); publishing an older one rolls back."""
+    """Publish a version (it must validate); publishing an older one rolls back. It goes to
+    every registered execution instance too; exit status 3 if one of them failed."""
     done = _control(
         lambda app: _refreshed(
             app,
-            publishing.publish(
-                app.db,
-                event_type,
-                channel,
-                number,
-                actor=author,
-                default_sender=app.settings.default_sender,
-            ),
+            distribution.publish(app.db, app.settings, event_type, channel, number, actor=author),
         )
     )
     state = "published" if done.changed else "already published"
     out.print(f"{event_type} {channel} version {number} {state} ({done.contentHash[:12]})")
+    _print_deliveries(done.instances)
+
+
+def _print_deliveries(results: list[publishing.Delivered]) -> None:
+    """One line per execution instance; exit status 3 if one failed."""
+    for r in results:
+        if r.outcome == "ok":
+            out.print(f"  {r.instance}: ok ({r.action}, HTTP {r.httpStatus})", markup=False)
+        else:
+            status = "no answer" if r.httpStatus is None else f"HTTP {r.httpStatus}"
+            out.print(
+                f"  {r.instance}: failed ({r.action}, {status}, {r.attempts} attempt(s)): "
+                f"{r.error}",
+                markup=False,
+            )
+    if any(r.outcome != "ok" for r in results):
+        err.print("some instances failed; retry with: tidings instances sync NAME")
+        raise typer.Exit(3)
 
 
 @templates_cli.command("unpublish")
 def templates_unpublish(event_type: str, channel: ChannelArg, author: AuthorOpt = _AUTHOR) -> None:
-    """Stop routing a template: events arriving afterwards end routingFailed."""
-    _control(
-        lambda app: _refreshed(app, publishing.unpublish(app.db, event_type, channel, actor=author))
+    """Stop routing a template: events arriving afterwards end routingFailed (here and on
+    every registered execution instance)."""
+    results = _control(
+        lambda app: _refreshed(
+            app, distribution.unpublish(app.db, app.settings, event_type, channel, actor=author)
+        )
     )
     out.print(f"unpublished the {channel} template of {event_type}")
+    _print_deliveries(results)
 
 
 @templates_cli.command("audit")
 def templates_audit(
     event_type: Annotated[str, typer.Option("--type", help="One event type's.")] = "",
 ) -> None:
-    """Who published or unpublished what, and when."""
-    table = Table("at", "actor", "action", "event type", "channel", "version", "hash")
+    """Who published or unpublished what, when, and which instances got it."""
+    table = Table("at", "actor", "action", "event type", "channel", "version", "hash", "instances")
     for a in _control(lambda app: publishing.audit(app.db, event_type)):
         version = "" if a.version is None else str(a.version)
         table.add_row(
-            a.at, a.actor, a.action, a.eventType, str(a.channel), version, a.contentHash[:12]
+            a.at,
+            a.actor,
+            a.action,
+            a.eventType,
+            str(a.channel),
+            version,
+            a.contentHash[:12],
+            ", ".join(a.instances),
         )
     out.print(table)
+
+
+# ---------------------------------------------------------------------------- instances
+
+
+@instances_cli.command("add")
+def instances_add(
+    name: Annotated[str, typer.Argument(help="A name for the instance.")],
+    base_url: Annotated[str, typer.Argument(help="Its base URL, like https://exec.example.com.")],
+    credential: Annotated[
+        str,
+        typer.Option(
+            envvar="TIDINGS_INSTANCE_CREDENTIAL",
+            help="An API key of that instance with the publish scope.",
+        ),
+    ],
+) -> None:
+    """Register an execution instance to publish to (then `sync` sends it what is
+    published already)."""
+    added = _control(
+        lambda app: instances.add(app.db, instances.NewInstance(name, base_url, credential))
+    )
+    out.print(f"registered {added.name} at {added.baseUrl}")
+
+
+@instances_cli.command("list")
+def instances_list() -> None:
+    """Registered execution instances with their last outcome."""
+    table = Table("name", "base URL", "registered", "last contact", "last outcome", "error")
+    for i in _control(lambda app: instances.list_all(app.db)):
+        table.add_row(
+            i.name, i.baseUrl, i.createdAt, i.contactedAt or "", i.lastOutcome, i.lastError
+        )
+    out.print(table)
+
+
+@instances_cli.command("remove")
+def instances_remove(name: Annotated[str, typer.Argument(help="The instance's name.")]) -> None:
+    """Stop publishing to an execution instance (it keeps what it holds)."""
+    _control(lambda app: instances.remove(app.db, name))
+    out.print(f"removed {name}")
+
+
+@instances_cli.command("sync")
+def instances_sync(name: Annotated[str, typer.Argument(help="The instance's name.")]) -> None:
+    """Send an execution instance every publication (and unpublication) it lacks; exit
+    status 3 if one failed."""
+    results = _control(lambda app: distribution.sync(app.db, app.settings, name))
+    out.print(f"{name}: {len(results)} publication(s) sent" if results else f"{name}: up to date")
+    _print_deliveries(results)
 
 
 @templates_cli.command("block")

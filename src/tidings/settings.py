@@ -346,6 +346,12 @@ class Settings:
         "over the timestamp and the body); receivers verify with it. Status callbacks are "
         "signed with their subscription's own secret.",
     )
+    instance_timeout: float = _field(
+        10.0, "Seconds a publication's delivery to one execution instance may take in all."
+    )
+    instance_attempts: int = _field(
+        3, "Attempts to deliver a publication to an execution instance before it is failed."
+    )
     webhook_connect_timeout: float = _field(
         5.0, "Seconds to resolve a webhook or callback host and connect to it."
     )
@@ -550,6 +556,8 @@ class Settings:
             raise SettingsError("smpp_throughput must be >= 0 and smpp_reconnect_min > 0")
         if len(self.smpp_password) > 8 or len(self.smpp_system_id) > 15:
             raise SettingsError("smpp_password has at most 8 characters, smpp_system_id 15")
+        if self.instance_timeout <= 0 or self.instance_attempts < 1:
+            raise SettingsError("instance_timeout must be > 0 and instance_attempts >= 1")
         if min(self.webhook_connect_timeout, self.webhook_timeout) <= 0:
             raise SettingsError("webhook_connect_timeout and webhook_timeout must be > 0")
         if min(self.callback_retry_base, self.callback_retry_max, self.callback_max_age) <= 0:

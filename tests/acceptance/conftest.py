@@ -75,9 +75,10 @@ Serve = Callable[..., contextlib.AbstractAsyncContextManager[Live]]
 
 
 @contextlib.asynccontextmanager
-async def live_server(database_url: str, **overrides: Any) -> AsyncIterator[Live]:
-    """Start Tidings (API and worker) with ``overrides`` on a free loopback port."""
-    sock = server.listen("127.0.0.1", 0)
+async def live_server(database_url: str, port: int = 0, **overrides: Any) -> AsyncIterator[Live]:
+    """Start Tidings (API and worker) with ``overrides`` on ``port`` (a free loopback port
+    by default)."""
+    sock = server.listen("127.0.0.1", port)
     port = sock.getsockname()[1]
     settings = test_settings(database_url, port=port, **overrides)
     try:

@@ -60,19 +60,16 @@ class Node:
         return self.process.wait(timeout)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     sock = server.listen("127.0.0.1", 0)
     port = int(sock.getsockname()[1])
     sock.close()
     return port
 
 
-@contextlib.contextmanager
-def node(
-    verb: str, database_url: str, folder: Path, processes: int, **settings: Any
-) -> Iterator[Node]:
-    """Start ``tidings <verb> --processes <processes>`` and wait until it serves."""
-    port = _free_port()
+def environment(database_url: str, port: int, **settings: Any) -> dict[str, str]:
+    """The environment of a `tidings` process: ours without TIDINGS_* and with ``settings``,
+    the database and the port, fast polling and a short shutdown grace."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
     env.update({f"TIDINGS_{k.upper()}": str(v) for k, v in settings.items()})
     env.update(
@@ -81,6 +78,16 @@ def node(
         TIDINGS_SHUTDOWN_GRACE="5",
         TIDINGS_POLL_INTERVAL="0.05",
     )
+    return env
+
+
+@contextlib.contextmanager
+def node(
+    verb: str, database_url: str, folder: Path, processes: int, **settings: Any
+) -> Iterator[Node]:
+    """Start ``tidings <verb> --processes <processes>`` and wait until it serves."""
+    port = free_port()
+    env = environment(database_url, port, **settings)
     log = folder / f"node-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -263,7 +270,7 @@ def test_worker_processes_start_and_stop(sqlite_url: str, tmp_path: Path) -> Non
     env.update(
         TIDINGS_DATABASE_URL=sqlite_url,
         TIDINGS_SHUTDOWN_GRACE="2",
-        TIDINGS_BOUNCE_SMTP_PORT=str(_free_port()),
+        TIDINGS_BOUNCE_SMTP_PORT=str(free_port()),
     )
     log = tmp_path / "worker.log"
     with log.open("wb") as out:

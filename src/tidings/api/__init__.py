@@ -13,6 +13,9 @@
 - ``/console``: the web console (:mod:`tidings.console`).
 - ``/api/v1/profiles``, ``/api/v1/event-types/{name}/targeting``: profiles, reconciliation
   and enrichment (:mod:`.profiles`).
+- ``/api/v1/instances``: the execution instances a control instance publishes to
+  (:mod:`.instances`); ``/api/v1/execution/publications``: publications received from a
+  control instance (:mod:`.execution`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from tidings.api import (
     errors,
     event_types,
     events,
+    execution,
+    instances,
     openapi,
     ops,
     profiles,
@@ -88,6 +93,8 @@ def create_app(app: App) -> Litestar:
             reports.router(app),
             console.router(app),
             profiles.router(app),
+            instances.router(app),
+            execution.router(app),
         ],
         exception_handlers={
             errors.ApiError: errors.handle_api_error,

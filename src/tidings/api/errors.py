@@ -14,9 +14,10 @@ The body is always JSON::
 403   ``forbidden`` (the key lacks the scope)
 400   ``invalid_ctx`` (Campaign Standard route: the ctx does not fit a strict event type)
 404   ``not_found``, ``unknown_event_type``, ``unknown_version``, ``unknown_block``,
-      ``unknown_profile``, ``not_published``
+      ``unknown_profile``, ``not_published``, ``unknown_instance``
 405   ``method_not_allowed``
-409   ``duplicate_event_type``, ``event_type_in_use`` (events of the type are queued)
+409   ``duplicate_event_type``, ``event_type_in_use`` (events of the type are queued),
+      ``duplicate_instance``
 413   ``body_too_large``, ``batch_too_large``
 415   ``unsupported_media_type`` (send ``application/json``)
 422   ``invalid_field``, ``missing_field``, ``unknown_field``, ``invalid_email``,
@@ -27,8 +28,12 @@ The body is always JSON::
       ``invalid_ctx`` (the ctx does not fit a strict event type's schema),
       ``invalid_name``, ``invalid_schema``, ``invalid_language``, ``wrong_channel``,
       ``channel_not_allowed``, ``invalid_version`` (publishing a version that fails
-      validation; ``issues`` lists the findings), ``mjml_error``, ``render_error``
+      validation; ``issues`` lists the findings), ``mjml_error``, ``render_error``,
+      ``hash_mismatch`` (a publication whose bundle does not hash to its ``contentHash``),
+      ``invalid_bundle``, ``wrong_publication`` (a publication for another event type or
+      channel than the URL names)
 429   ``rate_limited`` (the API key is over its rate limit; retry after ``Retry-After``)
+502   ``instance_unreachable`` (an execution instance did not answer as it should)
 503   ``unavailable`` (the database cannot be reached; retry after ``Retry-After``),
       ``overloaded`` (ingest is shedding load: the queue is too far behind)
 ====  ===========================================================================
@@ -43,6 +48,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 
 from tidings import ratelimit
 from tidings.control import errors as control_errors
@@ -220,6 +226,20 @@ def from_control(exc: control_errors.ControlError) -> ApiError:
 def handle_control(_: Request[Any, Any, Any], exc: control_errors.ControlError) -> Response[bytes]:
     """Litestar exception handler for :class:`tidings.control.errors.ControlError`."""
     return respond(from_control(exc))
+
+
+def documented(texts: dict[int, str], *, scope: str = "") -> dict[int, ResponseSpec]:
+    """The OpenAPI entries of a route's error answers, from a description per status (with
+    ``scope``, the 401 and 403 of a route guarded by an API key scope too)."""
+    if scope:
+        texts = {
+            401: "Missing, unknown or revoked API key",
+            403: f"The API key lacks the {scope} scope",
+            **texts,
+        }
+    return {
+        code: ResponseSpec(ErrorResponse, description=text) for code, text in sorted(texts.items())
+    }
 
 
 def ok(value: object, status: int = 200) -> Response[bytes]:

@@ -36,6 +36,7 @@ from tidings.console import (
     frame,
     manage,
     monitor,
+    registry,
     signin,
 )
 from tidings.store.database import Unavailable
@@ -132,6 +133,7 @@ def router(app: App) -> Router:
             *designer.handlers(app),
             *editor.handlers(app),
             *blocks.handlers(app),
+            *registry.handlers(app),
             unknown,
         ],
         exception_handlers={

@@ -23,7 +23,7 @@ from litestar.params import FromPath
 from tidings import model
 from tidings.app import App
 from tidings.console import auth, designer, explorer, frame
-from tidings.control import errors, eventtypes, publishing, templates
+from tidings.control import distribution, errors, eventtypes, publishing, templates
 from tidings.control import validation as checks
 from tidings.engine import render
 
@@ -378,13 +378,8 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
                 request, name, channel, status=422, error="save the template before publishing"
             )
         try:
-            done = await publishing.publish(
-                db,
-                name,
-                kind,
-                number,
-                actor=auth.session_of(request).operator.name,
-                default_sender=sender,
+            done = await distribution.publish(
+                db, app.settings, name, kind, number, actor=auth.session_of(request).operator.name
             )
         except errors.ControlError as exc:
             return await editor_page(
@@ -412,7 +407,9 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
     ) -> Response[str]:
         try:
             _, kind = await target(name, channel)
-            await publishing.unpublish(db, name, kind, actor=auth.session_of(request).operator.name)
+            await distribution.unpublish(
+                db, app.settings, name, kind, actor=auth.session_of(request).operator.name
+            )
         except Unknown as exc:
             return missing(request, exc)
         except errors.NotFound as exc:

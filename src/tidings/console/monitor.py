@@ -16,6 +16,8 @@ from tidings import clock, model, reports
 from tidings.api import ops
 from tidings.app import App
 from tidings.console import auth, frame
+from tidings.control import instances as control_instances
+from tidings.control import publishing
 from tidings.store import explorer, migrate
 
 _FINAL = [str(s) for s in model.EventStatus if s in model.FINAL_STATUSES]
@@ -117,34 +119,7 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
 
     @get("/instances", guards=[signed_in], include_in_schema=False)
     async def instances(request: Request[Any, Any, Any]) -> Response[str]:
-        checks = await ops.readiness(app, migrate.head())
-        async with db.connection() as conn:
-            last = await explorer.last_publication(conn)
-            active = await explorer.count_active_publications(conn)
-        waiting, due, oldest = await reports.queue_state(db)
-        s = app.settings
-        return frame.page(
-            request,
-            "instances.html",
-            checks=checks,
-            ready=all(v == "ok" for v in checks.values()),
-            version=version(),
-            python=platform.python_version(),
-            instance_id=s.instance_id,
-            slot=app.slot,
-            dialect=db.dialect,
-            database=_redacted(s.database_url),
-            head=migrate.head(),
-            worker=app.worker is not None,
-            email="SMTP " + s.smtp_host if s.uses_smtp else "local outbox",
-            server_url=s.server_url,
-            last=last,
-            active=active,
-            waiting=waiting,
-            due=due,
-            oldest=oldest,
-            shedding=app.shedding,
-        )
+        return await instances_page(app, request)
 
     return [dashboard, queue_fragment, reports_page, report_csv, instances]
 
@@ -157,3 +132,50 @@ def _redacted(url: str) -> str:
     scheme, _, credentials = head.partition("://")
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}@{tail}"
+
+
+async def instances_page(
+    app: App,
+    request: Request[Any, Any, Any],
+    *,
+    status: int = 200,
+    notice: str = "",
+    error: str = "",
+    results: list[publishing.Delivered] | None = None,
+) -> Response[str]:
+    """This instance's health, and the execution instances it publishes to with their last
+    outcome (``results``: what a sync just did)."""
+    db = app.db
+    checks = await ops.readiness(app, migrate.head())
+    async with db.connection() as conn:
+        last = await explorer.last_publication(conn)
+        active = await explorer.count_active_publications(conn)
+    waiting, due, oldest = await reports.queue_state(db)
+    s = app.settings
+    return frame.page(
+        request,
+        "instances.html",
+        status=status,
+        checks=checks,
+        ready=all(v == "ok" for v in checks.values()),
+        version=version(),
+        python=platform.python_version(),
+        instance_id=s.instance_id,
+        slot=app.slot,
+        dialect=db.dialect,
+        database=_redacted(s.database_url),
+        head=migrate.head(),
+        worker=app.worker is not None,
+        email="SMTP " + s.smtp_host if s.uses_smtp else "local outbox",
+        server_url=s.server_url,
+        last=last,
+        active=active,
+        waiting=waiting,
+        due=due,
+        oldest=oldest,
+        shedding=app.shedding,
+        registered=await control_instances.list_all(db),
+        notice=notice,
+        error=error,
+        results=results or [],
+    )

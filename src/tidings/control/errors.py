@@ -5,10 +5,11 @@
     ControlError            code, message, field (a JSON path or None)
      ├── NotFound           an event type, version, block or profile that does not exist (404)
      ├── Conflict           a duplicate name, an event type with queued events (409)
-     └── Invalid            input that does not fit: a ctx schema, a template, a version
-                            that fails validation; ``issues`` lists what was found (422)
+     ├── Invalid            input that does not fit: a ctx schema, a template, a version
+     │                      that fails validation; ``issues`` lists what was found (422)
+     └── Unreachable        an execution instance that did not answer as it should (502)
 
-Nothing is written when one of these is raised.
+Nothing is written when one of these is raised (but an unreachable instance's last outcome).
 """
 
 from __future__ import annotations
@@ -55,3 +56,10 @@ class Invalid(ControlError):
     ):
         super().__init__(code, message, field=field)
         self.issues = issues or []
+
+
+class Unreachable(ControlError):
+    """A remote execution instance did not answer as it should (502); what it said, or why
+    it could not be reached, is in the message."""
+
+    status = 502

@@ -33,7 +33,8 @@ from tidings.control import (
 from tidings.control import validation as checks
 from tidings.engine import languages, render
 from tidings.store import catalog, design
-from tidings.store.database import Database
+from tidings.store import instances as instances_store
+from tidings.store.database import Connection, Database
 
 _encode = msgspec.json.Encoder().encode
 
@@ -88,8 +89,25 @@ async def validate(
     )
 
 
+class Delivered(msgspec.Struct, frozen=True):
+    """What delivering a publication (or an unpublication) to one execution instance did:
+    ``outcome`` is ``ok`` or ``failed`` (``error`` says why; ``httpStatus`` is the
+    instance's answer, null when it gave none)."""
+
+    instance: str
+    eventType: str
+    channel: model.Channel
+    action: str
+    contentHash: str
+    outcome: str
+    httpStatus: int | None
+    error: str
+    attempts: int
+    at: str
+
+
 class Published(msgspec.Struct, frozen=True):
-    """What publishing did."""
+    """What publishing did; ``instances`` holds the result per execution instance."""
 
     eventType: str
     channel: model.Channel
@@ -99,6 +117,7 @@ class Published(msgspec.Struct, frozen=True):
     changed: bool
     blocks: dict[str, int]
     issues: list[checks.Issue]
+    instances: list[Delivered] = []
 
 
 def build(version: templates.Version, found: Context) -> bundle.Bundle:
@@ -172,27 +191,38 @@ async def unpublish(db: Database, event_type: str, channel: model.Channel, *, ac
     """Stop routing (event type, channel); :class:`~tidings.control.errors.NotFound` if
     nothing is published there."""
     async with db.transaction() as conn:
-        current = await design.active_publication(conn, event_type, channel)
-        if current is None:
+        if await stop_routing(conn, event_type, channel, actor=actor) is None:
             raise errors.NotFound(
                 "not_published", f"no {channel} template of {event_type!r} is published"
             )
-        await catalog.unpublish(conn, event_type, channel)
-        await design.add_audit(
-            conn,
-            event_type,
-            channel,
-            "unpublish",
-            None,
-            current.id,
-            current.content_hash,
-            actor,
-            clock.now_us(),
-        )
+
+
+async def stop_routing(
+    conn: Connection, event_type: str, channel: model.Channel, *, actor: str
+) -> design.PublicationRow | None:
+    """In a transaction: stop routing (event type, channel) and log it; the publication
+    stopped, or None if nothing was published there (nothing is written then)."""
+    current = await design.active_publication(conn, event_type, channel)
+    if current is None:
+        return None
+    await catalog.unpublish(conn, event_type, channel)
+    await design.add_audit(
+        conn,
+        event_type,
+        channel,
+        "unpublish",
+        None,
+        current.id,
+        current.content_hash,
+        actor,
+        clock.now_us(),
+    )
+    return current
 
 
 class AuditEntry(msgspec.Struct, frozen=True):
-    """One line of the publication audit log."""
+    """One line of the publication audit log; ``instances`` names the execution instances
+    that got it."""
 
     eventType: str
     channel: model.Channel
@@ -202,12 +232,16 @@ class AuditEntry(msgspec.Struct, frozen=True):
     contentHash: str
     actor: str
     at: str
+    instances: list[str] = []
 
 
 async def audit(db: Database, event_type: str = "", limit: int = 100) -> list[AuditEntry]:
     """The audit log, newest first."""
     async with db.connection() as conn:
         rows = await design.list_audit(conn, event_type, limit)
+        got = (
+            await instances_store.delivered_for_audit(conn, rows[-1].id, rows[0].id) if rows else {}
+        )
     return [
         AuditEntry(
             r.event_type,
@@ -218,6 +252,7 @@ async def audit(db: Database, event_type: str = "", limit: int = 100) -> list[Au
             r.content_hash,
             r.actor,
             clock.format_iso(r.created_at),
+            got.get(r.id, []),
         )
         for r in rows
     ]

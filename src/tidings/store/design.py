@@ -432,13 +432,7 @@ GET_ACTIVE_PUBLICATION = sql(
 )
 
 
-async def active_publication(
-    conn: Connection, event_type: str, channel: model.Channel
-) -> PublicationRow | None:
-    """The publication routed to for (event type, channel), if any."""
-    row = await conn.fetchrow(GET_ACTIVE_PUBLICATION, event_type, str(channel))
-    if row is None:
-        return None
+def _publication_row(row: Row) -> PublicationRow:
     return PublicationRow(
         int(row[0]),
         str(row[1]),
@@ -452,10 +446,29 @@ async def active_publication(
     )
 
 
+async def active_publication(
+    conn: Connection, event_type: str, channel: model.Channel
+) -> PublicationRow | None:
+    """The publication routed to for (event type, channel), if any."""
+    row = await conn.fetchrow(GET_ACTIVE_PUBLICATION, event_type, str(channel))
+    return None if row is None else _publication_row(row)
+
+
+LIST_ACTIVE_PUBLICATIONS = sql(
+    """SELECT id, event_type, channel, version_id, content_hash, bundle, published_by,
+       published_at, active FROM publications WHERE active ORDER BY event_type, channel"""
+)
+
+
+async def list_active_publications(conn: Connection) -> list[PublicationRow]:
+    """Every publication routed to, by event type and channel."""
+    return [_publication_row(r) for r in await conn.fetch(LIST_ACTIVE_PUBLICATIONS)]
+
+
 INSERT_AUDIT = sql(
     """INSERT INTO publication_audit (event_type, channel, action, version_number,
        publication_id, content_hash, actor, created_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"""
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id"""
 )
 
 
@@ -469,9 +482,9 @@ async def add_audit(
     content_hash: str,
     actor: str,
     now: int,
-) -> None:
-    """Record who published (or unpublished) what, and when."""
-    await conn.execute(
+) -> int:
+    """Record who published (or unpublished) what, and when; the audit line's id."""
+    found = await conn.fetchval(
         INSERT_AUDIT,
         event_type,
         str(channel),
@@ -482,6 +495,22 @@ async def add_audit(
         actor,
         now,
     )
+    return int(found)
+
+
+LATEST_AUDIT = sql(
+    """SELECT id, action, content_hash FROM publication_audit
+       WHERE event_type = $1 AND channel = $2
+       ORDER BY id DESC LIMIT 1"""
+)
+
+
+async def latest_audit(
+    conn: Connection, event_type: str, channel: model.Channel
+) -> tuple[int, str, str] | None:
+    """The newest audit line of (event type, channel): (id, action, content hash)."""
+    row = await conn.fetchrow(LATEST_AUDIT, event_type, str(channel))
+    return None if row is None else (int(row[0]), str(row[1]), str(row[2]))
 
 
 LIST_AUDIT = sql(

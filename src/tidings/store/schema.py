@@ -473,6 +473,42 @@ publication_audit = sa.Table(
     sa.Index("ix_publication_audit_event_type", "event_type"),
 )
 
+# -- execution instances (store/instances.py) ---------------------------------------------------
+
+#: The execution instances a control instance publishes to. The credential (an execution
+#: instance's API key with the ``publish`` scope) is kept in clear: it is needed to send.
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("base_url", sa.Text, nullable=False),
+    sa.Column("credential", sa.Text, nullable=False),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.Column("contacted_at", BigInt, nullable=True, comment="last answer received"),
+    sa.Column("last_outcome", sa.Text, nullable=False, comment="'', ok or failed"),
+    sa.Column("last_error", sa.Text, nullable=False),
+)
+
+#: One row per delivery of a publication (or an unpublication) to an execution instance.
+instance_deliveries = sa.Table(
+    "instance_deliveries",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("instance", sa.Text, nullable=False),
+    sa.Column("audit_id", BigInt, nullable=True, comment="the audit line it carried out"),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False, comment="publish or unpublish"),
+    sa.Column("content_hash", sa.Text, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False, comment="ok or failed"),
+    sa.Column("http_status", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.Index("ix_instance_deliveries_instance_id", "instance", "id"),
+    sa.Index("ix_instance_deliveries_audit_id", "audit_id"),
+)
+
 # -- console (store/operators.py) ----------------------------------------------------------------
 
 #: People who sign in to the console (``tidings operators``); passwords as argon2 hashes.
