@@ -149,6 +149,26 @@ async def test_no_callback_for_retries_or_fenced_out_outcomes_and_none_twice(
     assert len(await log(db)) == 1
 
 
+async def test_outcomes_enqueue_callbacks_only_while_a_subscription_is_active(
+    db: Database,
+) -> None:
+    before, during, after = new_event(), new_event(), new_event()
+    await insert(db, before, during, after)
+    claimed = {e.id: e for e in await claim(db)}
+    await finish(db, claimed[before.id])  # no subscription yet
+    assert await log(db) == []
+    sub = await subscribe(db)
+    await finish(db, claimed[during.id])
+    assert [(c.event_id, c.subscription_id) for c in await log(db)] == [(during.id, sub)]
+    async with db.transaction() as conn:
+        await subscriptions.remove_subscription(conn, sub)
+    await finish(db, claimed[after.id])
+    assert await log(db, event_id=after.id) == []
+    async with db.connection() as conn:
+        statuses = [(await events_store.get_event(conn, e.id)) for e in (before, during, after)]
+    assert [e.status if e else None for e in statuses] == [S.PROCESSED] * 3
+
+
 async def test_enqueue_status_for_receipts(db: Database) -> None:
     everything = await subscribe(db)
     await subscribe(db, statuses=["processed"])

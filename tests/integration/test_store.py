@@ -237,6 +237,65 @@ async def test_record_outcomes_writes_delivery_and_quarantine(db: Database) -> N
     assert found == {"gone@example.com"}
 
 
+async def test_a_guarded_step_is_built_and_written_only_if_its_guard_finds_a_row(
+    db: Database,
+) -> None:
+    marker, guarded, other = (
+        new_event(email="marker@example.com"),
+        new_event(email="guarded@example.com"),
+        new_event(email="other@example.com"),
+    )
+    guard = database.sql("SELECT 1 FROM events WHERE email = 'marker@example.com'")
+    built: list[int] = []
+
+    def rows() -> list[tuple[object, ...]]:
+        built.append(1)
+        return [guarded.row()]
+
+    async def stored() -> set[str | None]:
+        async with db.connection() as conn:
+            return {e.recipient.email for e in await events_store.list_events(
+                conn, events_store.EventFilter(), 10)}  # fmt: skip
+
+    # No row for the guard: the rows are not even built, the other steps are written.
+    await db.write_many(
+        [
+            (events_store.INSERT_EVENT, [other.row()]),
+            (events_store.INSERT_EVENT, database.OnlyIf(guard, rows)),
+        ]
+    )
+    assert built == []
+    assert await stored() == {"other@example.com"}
+
+    # The guard sees what an earlier step of the same transaction wrote.
+    await db.write_many(
+        [
+            (events_store.INSERT_EVENT, [marker.row()]),
+            (events_store.INSERT_EVENT, database.OnlyIf(guard, rows)),
+        ]
+    )
+    assert built == [1]
+    assert await stored() == {"other@example.com", "marker@example.com", "guarded@example.com"}
+
+    # Rows that cannot be built undo the whole transaction.
+    def broken() -> list[tuple[object, ...]]:
+        raise ValueError("no rows")
+
+    late = new_event(email="late@example.com")
+    try:
+        await db.write_many(
+            [
+                (events_store.INSERT_EVENT, [late.row()]),
+                (events_store.INSERT_EVENT, database.OnlyIf(guard, broken)),
+            ]
+        )
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("the failing step did not fail the write")
+    assert "late@example.com" not in await stored()
+
+
 async def test_retry_goes_back_to_pending_until_due(db: Database) -> None:
     e = new_event()
     await insert(db, e)

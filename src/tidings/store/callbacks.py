@@ -144,6 +144,10 @@ def _delivery_json(d: model.Delivery) -> dict[str, Any]:
     }
 
 
+#: Whether any subscription is active: without one, an outcome enqueues no status callback.
+ANY_ACTIVE = sql("SELECT 1 FROM callback_subscriptions WHERE active = TRUE LIMIT 1")
+
+
 def status_rows(completions: Sequence[queue.Completion]) -> list[tuple[Any, ...]]:
     """:data:`ENQUEUE` rows for the completions that give an event its final status (for
     the transaction that records them)."""

@@ -62,6 +62,22 @@ class Query:
         return f"Query({self.postgresql!r})"
 
 
+class OnlyIf:
+    """The rows of a :meth:`Database.write_many` step, built and written only if ``guard``
+    finds a row in the same transaction (for a step that most often writes nothing: the rows
+    are not even built then)."""
+
+    __slots__ = ("build", "guard")
+
+    def __init__(self, guard: Query, build: Callable[[], Sequence[Sequence[Any]]]):
+        self.guard = guard
+        self.build = build
+
+
+#: What one :meth:`Database.write_many` step writes: the statement and its parameter rows.
+Step = tuple[Query, Sequence[Sequence[Any]] | OnlyIf]
+
+
 _PARAM = re.compile(r"\$(\d+)")
 
 
@@ -116,10 +132,11 @@ class Database(Protocol):
         """A connection for reads (autocommit; each statement sees committed data)."""
         ...
 
-    async def write_many(self, steps: Sequence[tuple[Query, Sequence[Sequence[Any]]]]) -> None:
+    async def write_many(self, steps: Sequence[Step]) -> None:
         """One transaction running each ``(statement, rows)`` as an ``executemany``, in a
         single round trip to the writer (the hot path of group commits: on SQLite each hop to
-        the writer thread waits for a turn of a busy event loop)."""
+        the writer thread waits for a turn of a busy event loop). Rows given as
+        :class:`OnlyIf` are built and written only if its guard finds a row."""
         ...
 
     async def write_fetch(self, query: Query, *args: Any) -> list[Row]:
@@ -157,6 +174,17 @@ def postgres_dsn(url: str) -> str:
     if scheme == "postgres":
         scheme = "postgresql"
     return parts._replace(scheme=scheme).geturl()
+
+
+async def run_steps(conn: Connection, steps: Sequence[Step]) -> None:
+    """Run :meth:`Database.write_many` steps on a connection already in a transaction."""
+    for query, rows in steps:
+        if isinstance(rows, OnlyIf):
+            if await conn.fetchrow(rows.guard) is None:
+                continue
+            rows = rows.build()
+        if rows:
+            await conn.executemany(query, rows)
 
 
 # ---------------------------------------------------------------------------- SQLite
@@ -246,18 +274,18 @@ class _SQLiteConnection:
         assert self._raw is not None
         return self._raw.execute(text, args).fetchall()
 
-    def _write_many(self, steps: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+    def _write_many(self, steps: Sequence[tuple[str, Sequence[Sequence[Any]] | OnlyIf]]) -> None:
         self._take_turn()
         try:
             self._write_steps(steps)
         finally:
             self._give_turn()
 
-    def _write_steps(self, steps: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+    def _write_steps(self, steps: Sequence[tuple[str, Sequence[Sequence[Any]] | OnlyIf]]) -> None:
         raw = self._raw
         assert raw is not None
-        if len(steps) == 1:
-            text, rows = steps[0]
+        if len(steps) == 1 and not isinstance(rows := steps[0][1], OnlyIf):
+            text = steps[0][0]
             values = _values_form(text)
             width = len(rows[0]) if rows else 0
             if values is not None and width and len(rows) * width <= _MAX_VARIABLES:
@@ -270,13 +298,17 @@ class _SQLiteConnection:
         raw.execute("BEGIN IMMEDIATE")
         try:
             for text, rows in steps:
+                if isinstance(rows, OnlyIf):
+                    if raw.execute(rows.guard.sqlite).fetchone() is None:
+                        continue
+                    rows = rows.build()
                 raw.executemany(text, rows)
         except BaseException:
             raw.execute("ROLLBACK")
             raise
         raw.execute("COMMIT")
 
-    async def write_many(self, steps: Sequence[tuple[Query, Sequence[Sequence[Any]]]]) -> None:
+    async def write_many(self, steps: Sequence[Step]) -> None:
         await self._run(self._write_many, [(q.sqlite, rows) for q, rows in steps if rows])
 
     def _write_fetch(self, text: str, args: Sequence[Any]) -> list[Row]:
@@ -393,7 +425,7 @@ class SQLiteDatabase:
             else:
                 await asyncio.shield(conn.end(commit=True))
 
-    async def write_many(self, steps: Sequence[tuple[Query, Sequence[Sequence[Any]]]]) -> None:
+    async def write_many(self, steps: Sequence[Step]) -> None:
         async with self._write_lock:
             await self._writer.write_many(steps)
 
@@ -495,10 +527,9 @@ class PostgresDatabase:
         except _UNREACHABLE as exc:
             raise Unavailable(f"PostgreSQL is unavailable: {exc}") from exc
 
-    async def write_many(self, steps: Sequence[tuple[Query, Sequence[Sequence[Any]]]]) -> None:
+    async def write_many(self, steps: Sequence[Step]) -> None:
         async with self.transaction() as conn:
-            for query, rows in steps:
-                await conn.executemany(query, rows)
+            await run_steps(conn, steps)
 
     async def write_fetch(self, query: Query, *args: Any) -> list[Row]:
         async with self.connection() as conn:  # autocommit: one statement, one transaction
@@ -511,10 +542,13 @@ class PostgresDatabase:
 __all__ = [
     "Connection",
     "Database",
+    "OnlyIf",
     "PostgresDatabase",
     "Query",
     "SQLiteDatabase",
+    "Step",
     "Unavailable",
     "connect",
+    "run_steps",
     "sql",
 ]

@@ -16,14 +16,14 @@ that many workers claim disjoint events without waiting on each other.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import msgspec
 
 from tidings import ids, model
 from tidings.store import callbacks as callbacks_store
+from tidings.store import database
 from tidings.store import events as events_store
-from tidings.store.database import Connection, Database, Query, Row, sql
+from tidings.store.database import Connection, Database, Row, sql
 
 PRIORITIES = range(9, -1, -1)
 _QUEUED = "status IN ('pending', 'processing')"
@@ -133,14 +133,14 @@ QUARANTINE_ADDRESS = sql(
 async def record_outcomes(conn: Connection, completions: Sequence[Completion]) -> None:
     """Write the outcomes of claimed events, their delivery log, any quarantined address and
     the status callbacks of final statuses."""
-    for query, rows in outcome_steps(completions):
-        await conn.executemany(query, rows)
+    await database.run_steps(conn, outcome_steps(completions))
 
 
-def outcome_steps(
-    completions: Sequence[Completion],
-) -> list[tuple[Query, list[tuple[Any, ...]]]]:
-    """The statements and rows :func:`record_outcomes` runs (for ``Database.write_many``)."""
+def outcome_steps(completions: Sequence[Completion]) -> list[database.Step]:
+    """The statements and rows :func:`record_outcomes` runs (for ``Database.write_many``).
+
+    The status callbacks are built and enqueued only if a subscription is active when the
+    transaction runs: without one (the usual case) the worker spends nothing on them."""
     updates = []
     deliveries = []
     quarantined = []
@@ -192,7 +192,12 @@ def outcome_steps(
         (RECORD_OUTCOME, updates),
         (INSERT_DELIVERY_WITH_PROVIDER_ID, deliveries),
         (QUARANTINE_ADDRESS, quarantined),
-        (callbacks_store.ENQUEUE, callbacks_store.status_rows(completions)),
+        (
+            callbacks_store.ENQUEUE,
+            database.OnlyIf(
+                callbacks_store.ANY_ACTIVE, lambda: callbacks_store.status_rows(completions)
+            ),
+        ),
     ]
 
 
