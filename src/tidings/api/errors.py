@@ -14,7 +14,7 @@ The body is always JSON::
 403   ``forbidden`` (the key lacks the scope)
 400   ``invalid_ctx`` (Campaign Standard route: the ctx does not fit a strict event type)
 404   ``not_found``, ``unknown_event_type``, ``unknown_version``, ``unknown_block``,
-      ``unknown_profile``, ``not_published``
+      ``unknown_profile``, ``not_published``, ``unknown_proof``
 405   ``method_not_allowed``
 409   ``duplicate_event_type``, ``event_type_in_use`` (events of the type are queued)
 413   ``body_too_large``, ``batch_too_large``
@@ -26,7 +26,9 @@ The body is always JSON::
       a refused address)
       ``invalid_ctx`` (the ctx does not fit a strict event type's schema),
       ``invalid_name``, ``invalid_schema``, ``invalid_language``, ``wrong_channel``,
-      ``channel_not_allowed``, ``invalid_version`` (publishing a version that fails
+      ``channel_not_allowed`` (a template, or an event, for a channel its type does not
+      allow), ``no_seed_addresses`` (a proof for a channel without seed addresses),
+      ``invalid_version`` (publishing a version that fails
       validation; ``issues`` lists the findings), ``mjml_error``, ``render_error``
 429   ``rate_limited`` (the API key is over its rate limit; retry after ``Retry-After``)
 503   ``unavailable`` (the database cannot be reached; retry after ``Retry-After``),

@@ -52,7 +52,8 @@ ERRORS = {
 }
 
 
-def _channel(text: str) -> model.Channel:
+def channel_of(text: str) -> model.Channel:
+    """The channel a path names; 404 ``not_found`` for another word."""
     try:
         return model.Channel(text)
     except ValueError:
@@ -86,7 +87,7 @@ def router(app: App) -> Router:
     async def save(
         request: Request[Any, Any, Any], event_type: FromPath[str], channel: FromPath[str]
     ) -> Response[bytes]:
-        kind = _channel(channel)
+        kind = channel_of(channel)
         draft = intake.decode(await intake.read_body(request), _draft)
         return ok(await templates.save(db, event_type, kind, draft, author(request)), 201)
 
@@ -102,7 +103,7 @@ def router(app: App) -> Router:
         },
     )
     async def list_versions(event_type: FromPath[str], channel: FromPath[str]) -> Response[bytes]:
-        return ok(await templates.versions(db, event_type, _channel(channel)))
+        return ok(await templates.versions(db, event_type, channel_of(channel)))
 
     @get(
         f"{base}/versions/{{number:int}}",
@@ -115,7 +116,7 @@ def router(app: App) -> Router:
     async def read(
         event_type: FromPath[str], channel: FromPath[str], number: FromPath[int]
     ) -> Response[bytes]:
-        return ok(await templates.get(db, event_type, _channel(channel), number))
+        return ok(await templates.get(db, event_type, channel_of(channel), number))
 
     @get(
         f"{base}/diff",
@@ -131,7 +132,7 @@ def router(app: App) -> Router:
         old: Annotated[int, QueryParameter(name="from", ge=1)],
         new: Annotated[int, QueryParameter(name="to", ge=1)],
     ) -> Response[bytes]:
-        kind = _channel(channel)
+        kind = channel_of(channel)
         before = await templates.get(db, event_type, kind, old)
         after = await templates.get(db, event_type, kind, new)
         return ok(templates.diff(before, after))
@@ -152,7 +153,7 @@ def router(app: App) -> Router:
         number: FromPath[int],
     ) -> Response[bytes]:
         restored = await templates.restore(
-            db, event_type, _channel(channel), number, author(request)
+            db, event_type, channel_of(channel), number, author(request)
         )
         return ok(restored, 201)
 
@@ -171,7 +172,7 @@ def router(app: App) -> Router:
         event_type: FromPath[str], channel: FromPath[str], number: FromPath[int]
     ) -> Response[bytes]:
         issues = await publishing.validate(
-            db, event_type, _channel(channel), number, default_sender=sender
+            db, event_type, channel_of(channel), number, default_sender=sender
         )
         return ok(ValidationOut(not checks.has_errors(issues), issues))
 
@@ -193,7 +194,7 @@ def router(app: App) -> Router:
         profile: Annotated[str | None, QueryParameter(description="a test profile")] = None,
     ) -> Response[bytes]:
         rendered = await publishing.preview(
-            db, event_type, _channel(channel), number, profile=profile, default_sender=sender
+            db, event_type, channel_of(channel), number, profile=profile, default_sender=sender
         )
         return ok(rendered)
 
@@ -215,7 +216,7 @@ def router(app: App) -> Router:
         done = await publishing.publish(
             db,
             event_type,
-            _channel(channel),
+            channel_of(channel),
             number,
             actor=author(request),
             default_sender=sender,
@@ -234,7 +235,7 @@ def router(app: App) -> Router:
     async def read_publication(
         event_type: FromPath[str], channel: FromPath[str]
     ) -> Response[bytes]:
-        return ok(await publishing.publication(db, event_type, _channel(channel)))
+        return ok(await publishing.publication(db, event_type, channel_of(channel)))
 
     @delete(
         f"{base}/publication",
@@ -248,7 +249,7 @@ def router(app: App) -> Router:
     async def unpublish(
         request: Request[Any, Any, Any], event_type: FromPath[str], channel: FromPath[str]
     ) -> None:
-        await publishing.unpublish(db, event_type, _channel(channel), actor=author(request))
+        await publishing.unpublish(db, event_type, channel_of(channel), actor=author(request))
         await app.refresh_routing()
 
     @get(

@@ -49,7 +49,7 @@ _SEND_US = (
 )
 _AGGREGATE = """INSERT INTO daily_stats (day, event_type, status, events, attempts, send_us)
     SELECT received_at - received_at % {day}, type, status, COUNT(*), SUM(attempts), {send_us}
-    FROM events WHERE {ids}
+    FROM events WHERE {ids} AND proof_id IS NULL
     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (day, event_type, status) DO UPDATE SET
       events = daily_stats.events + excluded.events,
@@ -206,6 +206,7 @@ _REPORT = """SELECT day, event_type, status, SUM(events), SUM(attempts), SUM(sen
       SELECT received_at - received_at % {day} AS day, type AS event_type, status,
         COUNT(*) AS events, SUM(attempts) AS attempts, {send_us} AS send_us
       FROM events WHERE received_at >= $1 AND received_at < $2 AND status IN ({final})
+        AND proof_id IS NULL
       GROUP BY 1, 2, 3
       UNION ALL
       SELECT day, event_type, status, events, attempts, send_us FROM daily_stats
