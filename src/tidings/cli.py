@@ -41,6 +41,7 @@ from tidings.control import (
     blocks,
     eventtypes,
     files,
+    proofs,
     publishing,
     templates,
     validation,
@@ -816,6 +817,50 @@ def templates_audit(
             a.at, a.actor, a.action, a.eventType, str(a.channel), version, a.contentHash[:12]
         )
     out.print(table)
+
+
+@templates_cli.command("proof")
+def templates_proof(
+    event_type: str,
+    channel: ChannelArg,
+    number: int,
+    profile: Annotated[str | None, typer.Option(help="A test profile.")] = None,
+    wait: Annotated[
+        bool, typer.Option(help="Wait until every message is done (a worker must run).")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 60.0,
+    author: AuthorOpt = _AUTHOR,
+) -> None:
+    """Send a proof of a version to the event type's seed addresses, marked [Proof]."""
+
+    async def action(app: App) -> proofs.Proof:
+        sent = await proofs.send(
+            app.db,
+            event_type,
+            channel,
+            number,
+            profile=profile,
+            actor=author,
+            default_sender=app.settings.default_sender,
+            next_id=app.ids.next,
+        )
+        app.wake()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while wait and not sent.final and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+            sent = await proofs.result(app.db, event_type, sent.id)
+        return sent
+
+    proof = _control(action)
+    table = Table("address", "status", "answer")
+    for r in proof.recipients:
+        answer = r.deliveries[-1].reply if r.deliveries else (r.reason or "")
+        table.add_row(r.address, str(r.status), answer)
+    out.print(f"proof {proof.id} of {event_type} {channel} version {number}")
+    out.print(table)
+    if wait and not proof.final:
+        err.print(f"[red]not done after {timeout:g} s[/red] (is a worker running?)")
+        raise typer.Exit(1)
 
 
 @templates_cli.command("block")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import re
 import signal
@@ -250,3 +251,35 @@ def test_settings_lists_every_variable(tmp_path: Path) -> None:
     listing = run(tmp_path, "settings").stdout
     for name in ("TIDINGS_DATABASE_URL", "TIDINGS_SMTP_HOST", "TIDINGS_INSTANCE_ID"):
         assert name in listing
+
+
+def test_templates_proof_waits_for_the_result(served: Served, tmp_path: Path) -> None:
+    definition = tmp_path / "welcome.json"
+    definition.write_text(
+        json.dumps(
+            {"name": "welcome", "defaultChannel": "email", "seeds": {"email": ["qa@example.com"]}}
+        )
+    )
+    run(served.folder, "event-types", "create", str(definition))
+    draft = tmp_path / "draft.json"
+    draft.write_text(
+        json.dumps(
+            {
+                "content": {
+                    "type": "email",
+                    "subject": "Welcome aboard",
+                    "html": "<p>Hello</p>",
+                    "sender_address": "shop@example.com",
+                }
+            }
+        )
+    )
+    run(served.folder, "templates", "save", "welcome", "email", str(draft))
+    sent = run(served.folder, "templates", "proof", "welcome", "email", "1", "--wait")
+    assert "qa@example.com" in sent.stdout
+    assert "processed" in sent.stdout, sent.stdout
+    assert "[Proof] Welcome aboard" in run(served.folder, "outbox").stdout
+
+    missing = run(served.folder, "templates", "proof", "welcome", "email", "7", check=False)
+    assert missing.returncode == 1
+    assert "unknown_version" in missing.stderr
