@@ -26,7 +26,17 @@ from litestar.params import FromPath
 from litestar.static_files import create_static_files_router
 
 from tidings.app import App
-from tidings.console import auth, designer, editor, explorer, frame, manage, monitor, signin
+from tidings.console import (
+    auth,
+    designer,
+    editor,
+    explorer,
+    frame,
+    manage,
+    monitor,
+    proofing,
+    signin,
+)
 from tidings.store.database import Unavailable
 
 STATIC = Path(__file__).parent / "static"
@@ -120,6 +130,7 @@ def router(app: App) -> Router:
             *manage.handlers(app),
             *designer.handlers(app),
             *editor.handlers(app),
+            *proofing.handlers(app),
             unknown,
         ],
         exception_handlers={
