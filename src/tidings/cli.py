@@ -41,6 +41,7 @@ from tidings.control import (
     blocks,
     eventtypes,
     files,
+    folders,
     proofs,
     publishing,
     templates,
@@ -241,19 +242,19 @@ def settings_cmd() -> None:
 
 @cli.command()
 def publish(folder: Annotated[Path, typer.Argument(help="Template folder.")]) -> None:
-    """Publish templates from a folder (one sub-folder per event type)."""
+    """Import a template folder (one sub-folder per event type) and publish its templates."""
 
-    async def action(app: App) -> list[files.Published]:
-        return await files.publish_folder(app.db, folder, author="cli", renderer=app.renderer)
+    async def action(app: App) -> list[publishing.Published]:
+        published = await folders.publish_folder(
+            app.db, folder, author="cli", renderer=app.renderer
+        )
+        await app.refresh_routing()
+        return published
 
-    try:
-        results = _with_app(action)
-    except files.TemplateFolderError as exc:
-        err.print(f"[red]not published:[/red] {exc}")
-        raise typer.Exit(1) from None
+    results = _from_folder(action, "not published")
     for r in results:
-        state = "new version" if r.changed else "unchanged"
-        out.print(f"{r.event_type}: {r.channel} version {r.version} published ({state})")
+        state = "new publication" if r.changed else "unchanged"
+        out.print(f"{r.eventType}: {r.channel} version {r.version} published ({state})")
 
 
 @cli.command()
@@ -661,6 +662,16 @@ def _control(action: Callable[[App], Awaitable[T]]) -> T:
         raise typer.Exit(1) from None
 
 
+def _from_folder(action: Callable[[App], Awaitable[T]], refused: str) -> T:
+    """Run a control operation on a template folder; a broken folder exits with status 1,
+    naming the file."""
+    try:
+        return _control(action)
+    except files.TemplateFolderError as exc:
+        err.print(f"[red]{refused}:[/red] {exc}", markup=True)
+        raise typer.Exit(1) from None
+
+
 async def _refreshed(app: App, done: Awaitable[T]) -> T:
     result = await done
     await app.refresh_routing()
@@ -880,6 +891,34 @@ def templates_block(
 
 
 # ---------------------------------------------------------------------------- templates
+
+
+@templates_cli.command("export")
+def templates_export(
+    folder: Annotated[Path, typer.Argument(help="Where to write the folders.")],
+    event_type: Annotated[str | None, typer.Option("--type", help="One event type only.")] = None,
+) -> None:
+    """Write event types, their newest template versions, test profiles and content blocks
+    as a template folder (for git)."""
+    tree = _control(lambda app: folders.export(app.db, folder, event_type))
+    names = ", ".join(t.definition.name for t in tree.types) or "no event type"
+    out.print(f"exported {names} and {len(tree.blocks)} block(s) to {folder}")
+
+
+@templates_cli.command("import")
+def templates_import(
+    folder: Annotated[Path, typer.Argument(help="A template folder.")],
+    author: AuthorOpt = _AUTHOR,
+) -> None:
+    """Save a template folder as new versions (an unchanged template gets none); nothing is
+    saved if a file is broken."""
+    done = _from_folder(
+        lambda app: folders.import_folder(app.db, folder, author=author, renderer=app.renderer),
+        "not imported",
+    )
+    for i in done:
+        state = "new version" if i.changed else "unchanged"
+        out.print(f"{i.event_type}: {i.channel} version {i.version} ({state})")
 
 
 @templates_cli.command("import-adobe")

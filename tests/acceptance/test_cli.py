@@ -283,3 +283,25 @@ def test_templates_proof_waits_for_the_result(served: Served, tmp_path: Path) ->
     missing = run(served.folder, "templates", "proof", "welcome", "email", "7", check=False)
     assert missing.returncode == 1
     assert "unknown_version" in missing.stderr
+
+
+def test_templates_export_import_round_trip(served: Served, tmp_path: Path) -> None:
+    out = tmp_path / "exported"
+    shown = run(served.folder, "templates", "export", str(out))
+    assert "cartAbandonment" in shown.stdout
+    example = out / "cartAbandonment"
+    assert (example / "subject.txt").read_text().startswith("{{ ctx.firstName")
+    assert (
+        'channels = ["email", "sms", "push", "webhook"]' in (example / "template.toml").read_text()
+    )
+    again = run(served.folder, "templates", "import", str(out))
+    assert "cartAbandonment: email version 1 (unchanged)" in again.stdout
+
+    (example / "subject.txt").write_text("{{ ctx.firstName }, come back\n")
+    broken = run(served.folder, "templates", "import", str(out), check=False)
+    assert broken.returncode == 1
+    assert "not imported" in broken.stderr
+    assert "cartAbandonment (email)" in broken.stderr
+    (example / "subject.txt").write_text("{{ ctx.firstName }}, come back\n")
+    published = run(served.folder, "publish", str(out))
+    assert "cartAbandonment: email version 2 published (new publication)" in published.stdout

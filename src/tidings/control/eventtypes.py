@@ -168,7 +168,7 @@ def check_name(name: str) -> None:
         )
 
 
-def _checked(definition: Definition) -> tuple[str, Spec]:
+def checked(definition: Definition) -> tuple[str, Spec]:
     """Validate a definition; its label and spec."""
     check_name(definition.name)
     for name, value in (
@@ -231,7 +231,7 @@ def _check_seeds(seeds: Seeds) -> None:
 async def create(db: Database, definition: Definition) -> EventTypeInfo:
     """Create an event type; :class:`~tidings.control.errors.Conflict` if the name is taken
     (names differing only in case are the same name)."""
-    label, spec = _checked(definition)
+    label, spec = checked(definition)
     now = clock.now_us()
     async with db.transaction() as conn:
         taken = {t.name.lower() for t in await design.list_event_types(conn)}
@@ -254,7 +254,7 @@ async def update(db: Database, name: str, definition: Definition) -> EventTypeIn
         raise errors.Invalid(
             "invalid_field", "an event type cannot be renamed; name must match", field="$.name"
         )
-    label, spec = _checked(definition)
+    label, spec = checked(definition)
     async with db.transaction() as conn:
         if not await design.update_event_type(
             conn, name, label, definition.defaultChannel, _encode(spec).decode(), clock.now_us()
