@@ -29,7 +29,7 @@ from tidings.store import batching, catalog, queue
 from tidings.store import proofs as proofs_store
 from tidings.store import quarantine as quarantine_store
 from tidings.store import targeting as targeting_store
-from tidings.store.database import Connection, Database, Unavailable
+from tidings.store.database import Database, Unavailable
 
 log = logging.getLogger("tidings.worker")
 S = model.EventStatus
@@ -153,7 +153,6 @@ class Worker:
             return True
         self.claimed += len(claimed)
         async with self.db.connection() as conn:
-            await self._load_proofs(conn, claimed)
             # One query for the profiles of the whole batch, and one per channel for the
             # quarantined addresses among the events' and their profiles' addresses.
             profiles = await reconciliation.profiles_for(conn, claimed, self.routing)
@@ -186,13 +185,14 @@ class Worker:
             else:
                 slot.cancel()
 
-    async def _load_proofs(self, conn: Connection, claimed: list[model.Event]) -> None:
-        """Read the bundles of the proofs among ``claimed`` not known yet."""
-        wanted = {e.proof_id for e in claimed if e.proof_id is not None} - self.proofs.keys()
-        if wanted and len(self.proofs) > 256:
-            self.proofs.clear()
-        for proof_id in sorted(wanted):
-            self.proofs[proof_id] = await proofs_store.proof_publication(conn, proof_id)
+    async def _proof(self, proof_id: int) -> model.Publication | None:
+        """A proof's bundle (read once; None once the proof is gone)."""
+        if proof_id not in self.proofs:
+            if len(self.proofs) >= 256:
+                self.proofs.pop(next(iter(self.proofs)))
+            async with self.db.connection() as conn:
+                self.proofs[proof_id] = await proofs_store.proof_publication(conn, proof_id)
+        return self.proofs[proof_id]
 
     async def reload_routing(self) -> None:
         """Read event types and publications again."""
@@ -246,7 +246,7 @@ class Worker:
         else:
             # A proof goes to its seed address with its test profile's data, whatever
             # profile the seed address may match.
-            proof, variables = self.proofs.get(event.proof_id), {}
+            proof, variables = await self._proof(event.proof_id), {}
         decision = route.decide(
             event, self.routing, quarantined=quarantined, now=now, deadline=deadline, proof=proof
         )

@@ -110,6 +110,17 @@ async def purge_batch(conn: Connection, older_than: int, limit: int = BATCH) -> 
     return await conn.execute(DELETE_EVENTS, doomed)
 
 
+PURGE_PROOFS = sql(
+    """DELETE FROM proofs WHERE created_at < $1
+       AND NOT EXISTS (SELECT 1 FROM events WHERE events.proof_id = proofs.id)"""
+)
+
+
+async def purge_proofs(conn: Connection, older_than: int) -> int:
+    """Delete proofs made before ``older_than`` whose events are all purged."""
+    return await conn.execute(PURGE_PROOFS, older_than)
+
+
 async def purge_stats(conn: Connection, older_than: int) -> int:
     """Delete daily aggregates of days before ``older_than``; return how many rows."""
     return await conn.execute(PURGE_STATS, older_than)
@@ -140,6 +151,8 @@ async def purge(
             if done < batch:
                 break
             await asyncio.sleep(pause)
+        async with db.transaction() as conn:
+            await purge_proofs(conn, older_than)
     stats = 0
     if report_age > 0:
         async with db.transaction() as conn:
