@@ -411,6 +411,11 @@ class App:
             await outbox_store.add_messages(conn, messages)
         return [None] * len(messages)
 
+    def wake(self) -> None:
+        """Tell the workers (this process's, and on PostgreSQL the others') that events were
+        written outside ingest (a proof's)."""
+        self._on_commit()
+
     def _on_commit(self) -> None:
         if self.worker is not None:
             self.worker.wake()

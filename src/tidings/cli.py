@@ -42,7 +42,9 @@ from tidings.control import (
     distribution,
     eventtypes,
     files,
+    folders,
     instances,
+    proofs,
     publishing,
     templates,
     validation,
@@ -246,19 +248,27 @@ def settings_cmd() -> None:
 
 @cli.command()
 def publish(folder: Annotated[Path, typer.Argument(help="Template folder.")]) -> None:
-    """Publish templates from a folder (one sub-folder per event type)."""
+    """Import a template folder (one sub-folder per event type) and publish its templates,
+    here and on every registered execution instance (exit status 3 if one failed)."""
 
-    async def action(app: App) -> list[files.Published]:
-        return await files.publish_folder(app.db, folder, author="cli", renderer=app.renderer)
+    async def action(app: App) -> list[publishing.Published]:
+        published = await folders.publish_folder(
+            app.db, folder, author="cli", renderer=app.renderer
+        )
+        await app.refresh_routing()
+        return [
+            msgspec.structs.replace(
+                p,
+                instances=await distribution.deliver(app.db, app.settings, p.eventType, p.channel),
+            )
+            for p in published
+        ]
 
-    try:
-        results = _with_app(action)
-    except files.TemplateFolderError as exc:
-        err.print(f"[red]not published:[/red] {exc}")
-        raise typer.Exit(1) from None
+    results = _from_folder(action, "not published")
     for r in results:
-        state = "new version" if r.changed else "unchanged"
-        out.print(f"{r.event_type}: {r.channel} version {r.version} published ({state})")
+        state = "new publication" if r.changed else "unchanged"
+        out.print(f"{r.eventType}: {r.channel} version {r.version} published ({state})")
+    _print_deliveries([d for r in results for d in r.instances])
 
 
 @cli.command()
@@ -668,6 +678,16 @@ def _control(action: Callable[[App], Awaitable[T]]) -> T:
         raise typer.Exit(1) from None
 
 
+def _from_folder(action: Callable[[App], Awaitable[T]], refused: str) -> T:
+    """Run a control operation on a template folder; a broken folder exits with status 1,
+    naming the file."""
+    try:
+        return _control(action)
+    except files.TemplateFolderError as exc:
+        err.print(f"[red]{refused}:[/red] {exc}", markup=True)
+        raise typer.Exit(1) from None
+
+
 async def _refreshed(app: App, done: Awaitable[T]) -> T:
     result = await done
     await app.refresh_routing()
@@ -899,6 +919,50 @@ def instances_sync(name: Annotated[str, typer.Argument(help="The instance's name
     _print_deliveries(results)
 
 
+@templates_cli.command("proof")
+def templates_proof(
+    event_type: str,
+    channel: ChannelArg,
+    number: int,
+    profile: Annotated[str | None, typer.Option(help="A test profile.")] = None,
+    wait: Annotated[
+        bool, typer.Option(help="Wait until every message is done (a worker must run).")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 60.0,
+    author: AuthorOpt = _AUTHOR,
+) -> None:
+    """Send a proof of a version to the event type's seed addresses, marked [Proof]."""
+
+    async def action(app: App) -> proofs.Proof:
+        sent = await proofs.send(
+            app.db,
+            event_type,
+            channel,
+            number,
+            profile=profile,
+            actor=author,
+            default_sender=app.settings.default_sender,
+            next_id=app.ids.next,
+        )
+        app.wake()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while wait and not sent.final and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+            sent = await proofs.result(app.db, event_type, sent.id)
+        return sent
+
+    proof = _control(action)
+    table = Table("address", "status", "answer")
+    for r in proof.recipients:
+        answer = r.deliveries[-1].reply if r.deliveries else (r.reason or "")
+        table.add_row(r.address, str(r.status), answer)
+    out.print(f"proof {proof.id} of {event_type} {channel} version {number}")
+    out.print(table)
+    if wait and not proof.final:
+        err.print(f"[red]not done after {timeout:g} s[/red] (is a worker running?)")
+        raise typer.Exit(1)
+
+
 @templates_cli.command("block")
 def templates_block(
     name: str,
@@ -916,6 +980,34 @@ def templates_block(
 
 
 # ---------------------------------------------------------------------------- templates
+
+
+@templates_cli.command("export")
+def templates_export(
+    folder: Annotated[Path, typer.Argument(help="Where to write the folders.")],
+    event_type: Annotated[str | None, typer.Option("--type", help="One event type only.")] = None,
+) -> None:
+    """Write event types, their newest template versions, test profiles and content blocks
+    as a template folder (for git)."""
+    tree = _control(lambda app: folders.export(app.db, folder, event_type))
+    names = ", ".join(t.definition.name for t in tree.types) or "no event type"
+    out.print(f"exported {names} and {len(tree.blocks)} block(s) to {folder}")
+
+
+@templates_cli.command("import")
+def templates_import(
+    folder: Annotated[Path, typer.Argument(help="A template folder.")],
+    author: AuthorOpt = _AUTHOR,
+) -> None:
+    """Save a template folder as new versions (an unchanged template gets none); nothing is
+    saved if a file is broken."""
+    done = _from_folder(
+        lambda app: folders.import_folder(app.db, folder, author=author, renderer=app.renderer),
+        "not imported",
+    )
+    for i in done:
+        state = "new version" if i.changed else "unchanged"
+        out.print(f"{i.event_type}: {i.channel} version {i.version} ({state})")
 
 
 @templates_cli.command("import-adobe")

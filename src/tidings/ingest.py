@@ -90,7 +90,8 @@ def prepare(
 ) -> events_store.NewEvent:
     """Check a submission and turn it into the row to write; raise :class:`InvalidEvent`.
 
-    ``routing`` (if known) tells the type's default channel so that a missing address is
+    ``routing`` (if known) tells the type's allowed channels (an event asking for another is
+    refused: ``channel_not_allowed``) and its default channel, so that a missing address is
     caught here rather than when the event is routed. ``checkers`` holds the compiled ctx
     schema of each event type that has one: a strict type's mismatch is refused
     (``invalid_ctx``, naming the field), a lenient type's is recorded on the event.
@@ -132,6 +133,14 @@ def prepare(
         )
     channel = submission.channel
     if routing is not None:
+        known = routing.types.get(submission.type)
+        if channel is not None and known is not None and not known.allows(channel):
+            allowed = ", ".join(known.channels)
+            raise InvalidEvent(
+                "$.wishedChannel" if submission.source == "soap" else "$.channel",
+                f"event type {submission.type!r} does not send by {channel} (allowed: {allowed})",
+                "channel_not_allowed",
+            )
         channel = routing.channel_for(submission.type, channel)
     if channel is not None:
         needed = route.address_for(channel, model.Recipient(email, phone, r.pushToken))

@@ -130,6 +130,8 @@ class Event(msgspec.Struct, frozen=True):
     template_version_id: int | None = None
     reason: str | None = None
     ctx_issues: str | None = None
+    #: Set on a proof's events: they render the proof's bundle and stay out of the reports.
+    proof_id: int | None = None
 
 
 class Delivery(msgspec.Struct, frozen=True):
@@ -298,6 +300,8 @@ class Publication(msgspec.Struct, frozen=True):
     content: Content
     variants: dict[str, Content] = {}  # by language; ``content`` is the fallback language's
     language_field: str = ""  # where an event names its language: ``ctx.language``...
+    #: Set when this is a proof's bundle rather than a publication (``id`` is then 0).
+    proof_id: int | None = None
 
 
 class EventType(msgspec.Struct, frozen=True):
@@ -307,6 +311,12 @@ class EventType(msgspec.Struct, frozen=True):
     label: str
     default_channel: Channel
     paused: bool
+    #: The channels an event may ask for; empty: any (a type made from a template folder).
+    channels: tuple[Channel, ...] = ()
+
+    def allows(self, channel: Channel) -> bool:
+        """Whether an event of this type may ask for ``channel``."""
+        return not self.channels or channel in self.channels
 
 
 class QuarantineEntry(msgspec.Struct, frozen=True):

@@ -24,7 +24,7 @@ from tidings import apikeys, operators
 from tidings.api import asgi
 from tidings.app import App
 from tidings.control import catalog as control_catalog
-from tidings.control import files
+from tidings.control import folders
 from tidings.settings import Settings
 from tidings.store import keys
 
@@ -42,7 +42,7 @@ async def first_start(app: App) -> str | None:
     """On an empty database: publish the example event type and create an admin API key.
     Returns the new key (to print once), or None if the database was not empty."""
     if not await control_catalog.event_types(app.db):
-        await files.publish_folder(
+        await folders.publish_folder(
             app.db, example_templates(), author="tidings", renderer=app.renderer
         )
         await app.refresh_routing()

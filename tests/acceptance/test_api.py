@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tidings import apikeys, clock, ids
-from tidings.control import files
+from tidings.control import folders
 
 from .conftest import EXAMPLE_CTX, Live, Serve
 
@@ -103,7 +103,7 @@ async def publish_type(live: Live, root: Path, name: str) -> None:
     (folder / "email.txt").write_text(
         "Hi {{ ctx.firstName }}, order {{ ctx.orderId }} is on its way.\n"
     )
-    await files.publish_folder(live.app.db, root, author="tests", renderer=live.app.renderer)
+    await folders.publish_folder(live.app.db, root, author="tests", renderer=live.app.renderer)
     await live.app.refresh_routing()
 
 

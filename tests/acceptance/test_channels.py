@@ -16,7 +16,7 @@ import trustme
 
 from tests import http_receivers, push_servers, smsc
 from tidings import signing
-from tidings.control import files
+from tidings.control import folders
 
 from .conftest import Live, Serve
 
@@ -35,7 +35,7 @@ async def publish(live: Live, root: pathlib.Path, name: str, **texts: str) -> No
     folder.mkdir(parents=True, exist_ok=True)
     for file, text in texts.items():
         (folder / file).write_text(text)
-    await files.publish_folder(live.app.db, root, author="tests", renderer=live.app.renderer)
+    await folders.publish_folder(live.app.db, root, author="tests", renderer=live.app.renderer)
     await live.app.refresh_routing()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import re
 import signal
@@ -250,3 +251,57 @@ def test_settings_lists_every_variable(tmp_path: Path) -> None:
     listing = run(tmp_path, "settings").stdout
     for name in ("TIDINGS_DATABASE_URL", "TIDINGS_SMTP_HOST", "TIDINGS_INSTANCE_ID"):
         assert name in listing
+
+
+def test_templates_proof_waits_for_the_result(served: Served, tmp_path: Path) -> None:
+    definition = tmp_path / "welcome.json"
+    definition.write_text(
+        json.dumps(
+            {"name": "welcome", "defaultChannel": "email", "seeds": {"email": ["qa@example.com"]}}
+        )
+    )
+    run(served.folder, "event-types", "create", str(definition))
+    draft = tmp_path / "draft.json"
+    draft.write_text(
+        json.dumps(
+            {
+                "content": {
+                    "type": "email",
+                    "subject": "Welcome aboard",
+                    "html": "<p>Hello</p>",
+                    "sender_address": "shop@example.com",
+                }
+            }
+        )
+    )
+    run(served.folder, "templates", "save", "welcome", "email", str(draft))
+    sent = run(served.folder, "templates", "proof", "welcome", "email", "1", "--wait")
+    assert "qa@example.com" in sent.stdout
+    assert "processed" in sent.stdout, sent.stdout
+    assert "[Proof] Welcome aboard" in run(served.folder, "outbox").stdout
+
+    missing = run(served.folder, "templates", "proof", "welcome", "email", "7", check=False)
+    assert missing.returncode == 1
+    assert "unknown_version" in missing.stderr
+
+
+def test_templates_export_import_round_trip(served: Served, tmp_path: Path) -> None:
+    out = tmp_path / "exported"
+    shown = run(served.folder, "templates", "export", str(out))
+    assert "cartAbandonment" in shown.stdout
+    example = out / "cartAbandonment"
+    assert (example / "subject.txt").read_text().startswith("{{ ctx.firstName")
+    assert (
+        'channels = ["email", "sms", "push", "webhook"]' in (example / "template.toml").read_text()
+    )
+    again = run(served.folder, "templates", "import", str(out))
+    assert "cartAbandonment: email version 1 (unchanged)" in again.stdout
+
+    (example / "subject.txt").write_text("{{ ctx.firstName }, come back\n")
+    broken = run(served.folder, "templates", "import", str(out), check=False)
+    assert broken.returncode == 1
+    assert "not imported" in broken.stderr
+    assert "cartAbandonment (email)" in broken.stderr
+    (example / "subject.txt").write_text("{{ ctx.firstName }}, come back\n")
+    published = run(served.folder, "publish", str(out))
+    assert "cartAbandonment: email version 2 published (new publication)" in published.stdout

@@ -4,6 +4,7 @@ restore, publish and unpublish."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -69,6 +70,12 @@ async def create_type(live: Live) -> None:
             ),
         ),
     )
+
+
+async def save_email(live: Live) -> None:
+    """Version 1 of orderPaid's email template."""
+    draft = templates.Draft(model.EmailContent(**EMAIL))
+    await templates.save(live.app.db, "orderPaid", model.Channel.EMAIL, draft, "dana")
 
 
 async def test_designer_creates_an_event_type_and_sees_refusals_at_their_path(
@@ -229,13 +236,7 @@ async def test_sms_preview_counts_segments(live: Live, browser: httpx.AsyncClien
 
 async def test_an_operator_reads_but_cannot_change(live: Live, browser: httpx.AsyncClient) -> None:
     await create_type(live)
-    await templates.save(
-        live.app.db,
-        "orderPaid",
-        model.Channel.EMAIL,
-        templates.Draft(model.EmailContent(**EMAIL)),
-        "dana",
-    )
+    await save_email(live)
     await add_operator(live, "olga", OPERATOR)
     token = await sign_in(browser, "olga")
     for path in ("/console/event-types", TYPE, EDITOR, f"{EDITOR}/diff?from=1&to=1"):
@@ -351,3 +352,64 @@ async def test_push_and_webhook_previews_with_a_test_profile(
     )
     assert "<script>alert(1)</script>" not in hostile.text
     assert "&lt;script&gt;" in hostile.text
+
+
+async def test_seed_addresses_and_a_proof_from_the_editor(
+    live: Live, browser: httpx.AsyncClient
+) -> None:
+    await add_operator(live, "dana", DESIGNER)
+    token = await sign_in(browser, "dana")
+    seeds = "qa@example.com\n\n  lead@example.com\n"
+    refused = await browser.post(
+        "/console/event-types", data=type_form(token, **{"seeds.email": "qa@example.com\nnope"})
+    )
+    assert refused.status_code == 422
+    assert 'data-field="$.seeds.email[1]"' in refused.text
+    created = await browser.post(
+        "/console/event-types", data=type_form(token, **{"seeds.email": seeds})
+    )
+    assert created.status_code == 303
+    info = await eventtypes.get(live.app.db, "orderPaid")
+    assert info.seeds.email == ("qa@example.com", "lead@example.com")
+    page = await browser.get(TYPE)
+    assert "qa@example.com\nlead@example.com</textarea>" in page.text
+
+    await save_email(live)
+    editor = await browser.get(EDITOR)
+    assert 'id="send-proof"' in editor.text
+    sent = await browser.post(f"{EDITOR}/proofs", data={"version": "1", "_csrf": token})
+    assert sent.status_code == 200, sent.text
+    assert 'data-address="qa@example.com"' in sent.text
+    assert 'data-address="lead@example.com"' in sent.text
+    fragment = sent.text
+    for _ in range(200):
+        if 'data-final="yes"' in fragment:
+            break
+        assert 'hx-trigger="load delay:500ms"' in fragment  # it reloads itself until done
+        path = fragment.split('hx-get="', 1)[1].split('"', 1)[0]
+        answer = await browser.get(path)
+        assert answer.status_code == 200
+        fragment = answer.text
+        await asyncio.sleep(0.05)
+    assert 'data-final="yes"' in fragment
+    assert fragment.count('data-status="processed"') == 2
+    assert "hx-get" not in fragment
+
+    # No SMS seeds: refused in the fragment, nothing queued.
+    await templates.save(
+        live.app.db, "orderPaid", model.Channel.SMS, templates.Draft(model.SmsContent("Hi")), "dana"
+    )
+    none = await browser.post(f"{TYPE}/sms/proofs", data={"version": "1", "_csrf": token})
+    assert none.status_code == 422
+    assert 'id="proof-error"' in none.text
+    assert "no sms seed addresses" in none.text
+    assert await live.stored_count() == 2
+
+    # An operator watches but does not send.
+    await add_operator(live, "olga", OPERATOR)
+    async with httpx.AsyncClient(base_url=live.url, timeout=15) as other:
+        olga = await sign_in(other, "olga")
+        forbidden = await other.post(f"{EDITOR}/proofs", data={"version": "1", "_csrf": olga})
+        assert forbidden.status_code == 403
+        assert (await other.get(path)).status_code == 200
+    assert await live.stored_count() == 2

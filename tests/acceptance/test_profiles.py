@@ -13,7 +13,7 @@ from tests.acceptance.conftest import Live, Serve, eventually
 from tests.acceptance.test_api import assert_error
 from tests.http_servers import Answer, Received, http_server
 from tidings import clock
-from tidings.control import files
+from tidings.control import folders
 
 FINAL = ("processed", "ignored", "deliveryFailed", "routingFailed", "tooOld", "targetingFailed")
 
@@ -26,7 +26,7 @@ async def publish(live: Live, root: Path, name: str, *, toml: str = "", **texts:
         (folder / "template.toml").write_text(toml)
     for filename, text in texts.items():
         (folder / filename.replace("_", ".")).write_text(text)
-    await files.publish_folder(live.app.db, root, author="tests", renderer=live.app.renderer)
+    await folders.publish_folder(live.app.db, root, author="tests", renderer=live.app.renderer)
     await live.app.refresh_routing()
 
 

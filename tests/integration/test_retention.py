@@ -158,6 +158,35 @@ async def test_old_final_events_are_purged_in_batches_and_counted(db: Database) 
     assert (again.events, again.batches) == (0, 0)
 
 
+MARK_PROOF = sql("UPDATE events SET proof_id = $2, source = 'proof' WHERE id = $1")
+ADD_PROOF = sql(
+    """INSERT INTO proofs (event_type, channel, version_id, version_number, profile, bundle,
+       requested_by, created_at) VALUES ('order', 'email', 1, 1, '', '{}', 'ann', $1)
+       RETURNING id"""
+)
+
+
+async def test_proof_events_are_purged_but_never_counted(db: Database) -> None:
+    old = NOW - 40 * DAY
+    await add(db, old, S.PROCESSED)
+    proofs = []
+    for received in (old + 1, NOW - DAY):
+        proof = await add(db, received, S.PROCESSED)
+        async with db.transaction() as conn:
+            proofs.append(int(await conn.fetchval(ADD_PROOF, received)))
+            await conn.execute(MARK_PROOF, ids.to_db(proof), proofs[-1])
+    counted = {(retention.day_of(old), "order", "processed"): (1, 1, 1000)}
+    assert await report(db) == counted
+    done = await retention.purge(db, now=NOW, event_age=30 * 86400, report_age=0, pause=0)
+    assert done.events == 2  # the old proof goes too, without an aggregate
+    assert await report(db) == counted
+    assert (await counts(db))["events"] == 1
+    # The old proof goes with its last event; the recent one stays with its event.
+    async with db.connection() as conn:
+        assert await conn.fetchval(sql("SELECT COUNT(*) FROM proofs")) == 1
+        assert await conn.fetchval(sql("SELECT id FROM proofs")) == proofs[1]
+
+
 async def test_aggregates_are_added_to_and_purged_after_their_own_age(db: Database) -> None:
     old = NOW - 40 * DAY
     await add(db, old, S.PROCESSED)

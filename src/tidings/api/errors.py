@@ -14,7 +14,7 @@ The body is always JSON::
 403   ``forbidden`` (the key lacks the scope)
 400   ``invalid_ctx`` (Campaign Standard route: the ctx does not fit a strict event type)
 404   ``not_found``, ``unknown_event_type``, ``unknown_version``, ``unknown_block``,
-      ``unknown_profile``, ``not_published``, ``unknown_instance``
+      ``unknown_profile``, ``not_published``, ``unknown_instance``, ``unknown_proof``
 405   ``method_not_allowed``
 409   ``duplicate_event_type``, ``event_type_in_use`` (events of the type are queued),
       ``duplicate_instance``
@@ -27,8 +27,10 @@ The body is always JSON::
       a refused address)
       ``invalid_ctx`` (the ctx does not fit a strict event type's schema),
       ``invalid_name``, ``invalid_schema``, ``invalid_language``, ``wrong_channel``,
-      ``channel_not_allowed``, ``invalid_version`` (publishing a version that fails
-      validation; ``issues`` lists the findings), ``mjml_error``, ``render_error``,
+      ``channel_not_allowed`` (a template, or an event, for a channel its type does not
+      allow), ``no_seed_addresses`` (a proof for a channel without seed addresses),
+      ``invalid_version`` (publishing a version that fails validation; ``issues`` lists the
+      findings), ``mjml_error``, ``render_error``,
       ``hash_mismatch`` (a publication whose bundle does not hash to its ``contentHash``),
       ``invalid_bundle``, ``wrong_publication`` (a publication for another event type or
       channel than the URL names)

@@ -36,6 +36,7 @@ from tidings.console import (
     frame,
     manage,
     monitor,
+    proofing,
     registry,
     signin,
 )
@@ -134,6 +135,7 @@ def router(app: App) -> Router:
             *editor.handlers(app),
             *blocks.handlers(app),
             *registry.handlers(app),
+            *proofing.handlers(app),
             unknown,
         ],
         exception_handlers={

@@ -100,6 +100,10 @@ def definition_from(form: dict[str, Any], channels: list[str], name: str) -> eve
     schema_text = str(form.get("ctxSchema", ""))
     if len(schema_text) > 1_000_000:
         raise FormError("the schema is too long", "$.ctxSchema")
+    seeds = {
+        channel: tuple(line.strip() for line in str(form.get(f"seeds.{channel}", "")).splitlines())
+        for channel in ("email", "sms", "push")
+    }
     return eventtypes.Definition(
         name=name,
         label=text["label"],
@@ -110,6 +114,7 @@ def definition_from(form: dict[str, Any], channels: list[str], name: str) -> eve
         ctxSchema=parse_schema(schema_text),
         languageField=text["languageField"],
         fallbackLanguage=text["fallbackLanguage"],
+        seeds=eventtypes.Seeds(**{c: tuple(a for a in found if a) for c, found in seeds.items()}),
     )
 
 
@@ -123,6 +128,11 @@ def profile_from(form: dict[str, Any]) -> eventtypes.Profile:
         _json(str(form.get("recipient", "")), _recipient, "$.recipient"),
         _json(str(form.get("ctx", "")), _object, "$.ctx"),
     )
+
+
+def seed_values(seeds: eventtypes.Seeds) -> dict[str, str]:
+    """Seed addresses as the form's textareas show them (one a line)."""
+    return {f"seeds.{c}": "\n".join(seeds.of(model.Channel(c))) for c in ("email", "sms", "push")}
 
 
 def schema_text(schema: ctxschema.Schema) -> str:
@@ -179,7 +189,7 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
             "eventtype.html",
             status=status,
             info=info,
-            info_values=msgspec.structs.asdict(info),
+            info_values={**msgspec.structs.asdict(info), **seed_values(info.seeds)},
             schema=form["ctxSchema"] if form else schema_text(info.ctxSchema),
             form=form or {},
             examples=eventtypes.examples(info, app.settings),

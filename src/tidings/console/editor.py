@@ -174,6 +174,7 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
             version=version,
             versions=await templates.versions(db, name, kind),
             profiles=await eventtypes.profiles(db, name),
+            seeds=info.seeds.of(kind),
             published=published,
             published_now=published_now,
             issues=issues or [],

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from tidings import clock, model
+from tidings import clock, ingest, model
 from tidings.control import ctxschema, errors
 from tidings.settings import Settings
 from tidings.store import design
@@ -25,6 +25,7 @@ NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 LANGUAGE_FIELD = re.compile(r"^(ctx|recipient)(\.[A-Za-z_][A-Za-z0-9_]{0,63}){1,4}$")
 MAX_TEXT = 1000
+MAX_SEEDS = 20  # per channel
 
 
 class Validation(enum.StrEnum):
@@ -32,6 +33,22 @@ class Validation(enum.StrEnum):
 
     STRICT = "strict"  # refuse the event, naming the field
     LENIENT = "lenient"  # accept it, recording the mismatches on the event
+
+
+class Seeds(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Seed addresses per channel: where proofs of the type's templates go (a webhook
+    template has none: it calls its own URL)."""
+
+    email: tuple[str, ...] = ()
+    sms: tuple[str, ...] = ()
+    push: tuple[str, ...] = ()
+
+    def of(self, channel: model.Channel) -> tuple[str, ...]:
+        """The seed addresses of ``channel``."""
+        if channel is model.Channel.WEBHOOK:
+            return ()
+        found: tuple[str, ...] = getattr(self, str(channel))
+        return found
 
 
 class Spec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -43,13 +60,15 @@ class Spec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ctxSchema: ctxschema.Schema = ()
     languageField: str = ""
     fallbackLanguage: str = ""
+    seeds: Seeds = Seeds()
 
 
 class Definition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """An event type as it is created or updated. ``channels`` lists the allowed channels
     (the default channel is always allowed); ``languageField`` (``ctx.language``,
     ``recipient.language``...) picks a template's language variant, ``fallbackLanguage``
-    is used when the event names none or one without a variant."""
+    is used when the event names none or one without a variant; ``seeds`` are the
+    addresses proofs go to, per channel."""
 
     name: str
     label: str = ""
@@ -60,6 +79,7 @@ class Definition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ctxSchema: ctxschema.Schema = ()
     languageField: str = ""
     fallbackLanguage: str = ""
+    seeds: Seeds = Seeds()
 
 
 class EventTypeInfo(msgspec.Struct, frozen=True):
@@ -77,6 +97,7 @@ class EventTypeInfo(msgspec.Struct, frozen=True):
     paused: bool
     createdAt: str
     updatedAt: str
+    seeds: Seeds = Seeds()
 
     def spec(self) -> Spec:
         """The spec part."""
@@ -87,6 +108,7 @@ class EventTypeInfo(msgspec.Struct, frozen=True):
             self.ctxSchema,
             self.languageField,
             self.fallbackLanguage,
+            self.seeds,
         )
 
 
@@ -131,6 +153,7 @@ def _info(row: design.EventTypeRow) -> EventTypeInfo:
         paused=row.paused,
         createdAt=clock.format_iso(row.created_at),
         updatedAt=clock.format_iso(row.updated_at),
+        seeds=spec.seeds,
     )
 
 
@@ -145,7 +168,7 @@ def check_name(name: str) -> None:
         )
 
 
-def _checked(definition: Definition) -> tuple[str, Spec]:
+def checked(definition: Definition) -> tuple[str, Spec]:
     """Validate a definition; its label and spec."""
     check_name(definition.name)
     for name, value in (
@@ -166,6 +189,7 @@ def _checked(definition: Definition) -> tuple[str, Spec]:
             field="$.languageField",
         )
     ctxschema.check_schema(definition.ctxSchema)
+    _check_seeds(definition.seeds)
     channels = tuple(dict.fromkeys((definition.defaultChannel, *definition.channels)))
     spec = Spec(
         description=definition.description,
@@ -174,14 +198,40 @@ def _checked(definition: Definition) -> tuple[str, Spec]:
         ctxSchema=definition.ctxSchema,
         languageField=definition.languageField,
         fallbackLanguage=definition.fallbackLanguage,
+        seeds=definition.seeds,
     )
     return definition.label or definition.name, spec
+
+
+def _check_seeds(seeds: Seeds) -> None:
+    """:class:`~tidings.control.errors.Invalid` (naming the address) unless every seed
+    address is one its channel can send to."""
+    checks = {
+        "email": (ingest.valid_email, "an email address"),
+        "sms": (lambda a: bool(ingest.PHONE.match(a)), "a phone number"),
+        "push": (lambda a: 0 < len(a) <= 4096 and "\x00" not in a, "a push token"),
+    }
+    for channel, (valid, what) in checks.items():
+        addresses: tuple[str, ...] = getattr(seeds, channel)
+        if len(addresses) > MAX_SEEDS:
+            raise errors.Invalid(
+                "invalid_field",
+                f"at most {MAX_SEEDS} seed addresses a channel",
+                field=f"$.seeds.{channel}",
+            )
+        for index, address in enumerate(addresses):
+            if not valid(address):
+                raise errors.Invalid(
+                    "invalid_field",
+                    f"seed {address!r} is not {what}",
+                    field=f"$.seeds.{channel}[{index}]",
+                )
 
 
 async def create(db: Database, definition: Definition) -> EventTypeInfo:
     """Create an event type; :class:`~tidings.control.errors.Conflict` if the name is taken
     (names differing only in case are the same name)."""
-    label, spec = _checked(definition)
+    label, spec = checked(definition)
     now = clock.now_us()
     async with db.transaction() as conn:
         taken = {t.name.lower() for t in await design.list_event_types(conn)}
@@ -204,7 +254,7 @@ async def update(db: Database, name: str, definition: Definition) -> EventTypeIn
         raise errors.Invalid(
             "invalid_field", "an event type cannot be renamed; name must match", field="$.name"
         )
-    label, spec = _checked(definition)
+    label, spec = checked(definition)
     async with db.transaction() as conn:
         if not await design.update_event_type(
             conn, name, label, definition.defaultChannel, _encode(spec).decode(), clock.now_us()

@@ -1,5 +1,5 @@
-"""Templates kept as files (so teams can keep them in git), published with
-``tidings publish <folder>``.
+"""Templates kept as files: reading one event type's channel files (so teams can keep them
+in git). :mod:`tidings.control.folders` imports, exports and publishes whole folders with it.
 
 One folder per event type, named after it, with a file set per channel it has::
 
@@ -17,24 +17,20 @@ One folder per event type, named after it, with a file set per channel it has::
         push.txt        push: the body
         webhook.json    webhook: the JSON body
 
-Every text is a template (Jinja2, see :mod:`tidings.engine.render`). Publishing checks that
-they compile, saves a new version of each channel's template when its content changed, and
-routes the type's channels to them. The default channel is ``default_channel`` or, without
-it, email if the folder has one, else the first of SMS, push, webhook.
+Every text is a template (Jinja2, see :mod:`tidings.engine.render`). The default channel is
+``default_channel`` or, without it, email if the folder has one, else the first of SMS,
+push, webhook.
 """
 
 from __future__ import annotations
 
-import asyncio
 import tomllib
 from pathlib import Path
 
 import msgspec
 
-from tidings import clock, model
+from tidings import model
 from tidings.engine import render
-from tidings.store import catalog
-from tidings.store.database import Connection, Database
 
 
 class TemplateFolderError(ValueError):
@@ -48,16 +44,6 @@ CHANNEL_FILES = {
     model.Channel.WEBHOOK: "webhook.json",
 }
 """The file whose presence says a folder has a template for the channel."""
-
-
-class Published(msgspec.Struct, frozen=True):
-    """What publishing one template of a folder did."""
-
-    event_type: str
-    channel: model.Channel
-    version: int
-    publication_id: int
-    changed: bool
 
 
 class TemplateFolder(msgspec.Struct, frozen=True):
@@ -78,7 +64,7 @@ def read_folder(path: Path) -> TemplateFolder:
             meta = tomllib.loads(toml_path.read_text("utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise TemplateFolderError(f"{toml_path}: {exc}") from None
-    reader = _Reader(path, meta)
+    reader = ChannelReader(path, meta)
     contents: dict[model.Channel, model.Content] = {}
     for channel, marker in CHANNEL_FILES.items():
         if (path / marker).is_file():
@@ -106,8 +92,9 @@ def read_folder(path: Path) -> TemplateFolder:
     return TemplateFolder(path.name, str(meta.get("label", path.name)), channel, contents)
 
 
-class _Reader:
-    """Reads one channel's files and table of ``template.toml``."""
+class ChannelReader:
+    """Reads one channel's files and table of ``template.toml`` (the folder export reads
+    language variants with it too)."""
 
     def __init__(self, path: Path, meta: dict[str, object]):
         self.path = path
@@ -201,49 +188,3 @@ def find_folders(root: Path) -> list[Path]:
     if _is_folder(root):
         return [root]
     return sorted(p for p in root.iterdir() if p.is_dir() and _is_folder(p))
-
-
-async def publish_folder(
-    db: Database, root: Path, *, author: str, renderer: render.Renderer
-) -> list[Published]:
-    """Publish every event type folder under ``root``; nothing is published unless every
-    folder reads and compiles."""
-    folders = await asyncio.to_thread(read_folders, root)
-    if not folders:
-        raise TemplateFolderError(f"no template folders under {root}")
-    for folder in folders:
-        for channel, content in folder.contents.items():
-            try:
-                renderer.check(content)
-            except render.RenderError as exc:
-                raise TemplateFolderError(f"{root / folder.name} ({channel}): {exc}") from None
-    results = []
-    now = clock.now_us()
-    async with db.transaction() as conn:
-        for folder in folders:
-            await catalog.upsert_event_type(
-                conn, folder.name, folder.label, folder.default_channel, now
-            )
-            for channel, content in folder.contents.items():
-                results.append(await _publish(conn, folder.name, channel, content, author, now))
-    return results
-
-
-async def _publish(
-    conn: Connection,
-    name: str,
-    channel: model.Channel,
-    content: model.Content,
-    author: str,
-    now: int,
-) -> Published:
-    latest = await catalog.latest_version(conn, name, channel)
-    changed = latest is None or latest[2] != content
-    if latest is not None and not changed:
-        version_id, number = latest[0], latest[1]
-    else:
-        version_id, number = await catalog.add_template_version(
-            conn, name, channel, content, author, now
-        )
-    publication_id = await catalog.publish(conn, name, channel, version_id, content, author, now)
-    return Published(name, channel, number, publication_id, changed)

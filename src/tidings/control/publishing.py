@@ -120,6 +120,29 @@ class Published(msgspec.Struct, frozen=True):
     instances: list[Delivered] = []
 
 
+def sendable(
+    version: templates.Version, found: Context, *, default_sender: str
+) -> list[checks.Issue]:
+    """A version's validation findings; :class:`~tidings.control.errors.Invalid`
+    (``invalid_version``, with the issues) if one is an error."""
+    issues = checks.validate(
+        version.content,
+        version.variants,
+        schema=found.spec.ctxSchema,
+        sources=found.sources,
+        default_sender=default_sender,
+    )
+    if checks.has_errors(issues):
+        errors_found = [i for i in issues if i.severity == "error"]
+        raise errors.Invalid(
+            "invalid_version",
+            f"version {version.number} has {len(errors_found)} error(s); "
+            f"first: {errors_found[0].message}",
+            issues=issues,
+        )
+    return issues
+
+
 def build(version: templates.Version, found: Context) -> bundle.Bundle:
     """The frozen bundle of a (validated) version."""
     used: dict[str, str] = {}
@@ -155,20 +178,7 @@ async def publish(
     (``invalid_version``, with the issues) if validation finds an error."""
     version = await templates.get(db, event_type, channel, number)
     found = await context(db, event_type)
-    issues = checks.validate(
-        version.content,
-        version.variants,
-        schema=found.spec.ctxSchema,
-        sources=found.sources,
-        default_sender=default_sender,
-    )
-    if checks.has_errors(issues):
-        errors_found = [i for i in issues if i.severity == "error"]
-        raise errors.Invalid(
-            "invalid_version",
-            f"version {number} has {len(errors_found)} error(s); first: {errors_found[0].message}",
-            issues=issues,
-        )
+    issues = sendable(version, found, default_sender=default_sender)
     frozen = build(version, found)
     now = clock.now_us()
     async with db.transaction() as conn:
@@ -305,6 +315,21 @@ def _event(profile: eventtypes.Profile, event_type: str) -> model.Event:
     )
 
 
+async def sample_profile(
+    db: Database, event_type: str, profile: str | None, found: Context
+) -> eventtypes.Profile:
+    """The named test profile, or a sample made of the schema's examples."""
+    if profile:
+        return await eventtypes.get_profile(db, event_type, profile)
+    return eventtypes.Profile(
+        "example",
+        model.Recipient(
+            email="someone@example.com", mobilePhone="+33612345678", pushToken="fcm:token"
+        ),
+        ctxschema.example_ctx(found.spec.ctxSchema),
+    )
+
+
 async def preview(
     db: Database,
     event_type: str,
@@ -363,16 +388,7 @@ async def _preview(
 ) -> Preview:
     event_type, channel = version.eventType, version.channel
     found = await context(db, event_type)
-    if profile:
-        sample = await eventtypes.get_profile(db, event_type, profile)
-    else:
-        sample = eventtypes.Profile(
-            "example",
-            model.Recipient(
-                email="someone@example.com", mobilePhone="+33612345678", pushToken="fcm:token"
-            ),
-            ctxschema.example_ctx(found.spec.ctxSchema),
-        )
+    sample = await sample_profile(db, event_type, profile, found)
     frozen = build(version, found)
     event = _event(sample, event_type)
     chosen = languages.pick(frozen.variants, event, frozen.languageField)

@@ -76,7 +76,9 @@ def _version(row: design.VersionRow) -> Version:
     )
 
 
-def _check(channel: model.Channel, draft: Draft) -> None:
+def check(channel: model.Channel, draft: Draft) -> None:
+    """:class:`~tidings.control.errors.Invalid` unless ``draft`` can be saved as a version
+    of the ``channel`` template."""
     for where, content in (("$.content", draft.content), *_variant_items(draft)):
         if model.CONTENT_CHANNEL[type(content)] is not channel:
             raise errors.Invalid(
@@ -135,7 +137,7 @@ async def save(
     db: Database, event_type: str, channel: model.Channel, draft: Draft, author: str
 ) -> Version:
     """Save a draft as the template's next version."""
-    _check(channel, draft)
+    check(channel, draft)
     variants = _encode(draft.variants).decode() if draft.variants else None
     async with db.transaction() as conn:
         await _known_type(conn, event_type, channel)

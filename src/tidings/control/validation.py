@@ -463,10 +463,13 @@ def _rendered_issues(
     except errors.Invalid as exc:
         return [Issue("error", exc.code, exc.message, prefix + (exc.field or ""))]
     except render.RenderError as exc:
+        # Without a schema the example ctx is empty, which says nothing of the data the
+        # template will get: a failure to render it is only a warning then.
+        severity = "error" if schema else "warning"
         text = str(exc)
         if isinstance(content, model.WebhookContent) and "not JSON" in text:
-            return [Issue("error", "webhook_body_not_json", text, prefix + "body")]
-        return [Issue("error", "render_error", text, prefix)]
+            return [Issue(severity, "webhook_body_not_json", text, prefix + "body")]
+        return [Issue(severity, "render_error", text, prefix)]
     issues: list[Issue] = []
     if isinstance(message, model.SmsMessage):
         count = segments.count(message.text)

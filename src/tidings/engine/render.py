@@ -174,7 +174,7 @@ class Renderer:
         self.message_id_domain = message_id_domain  # empty: each message's sender's domain
         local, _, domain = bounce_address.rpartition("@")
         self._verp = (local, domain) if local else None
-        self._compiled: dict[tuple[int, str], Compiled] = {}
+        self._compiled: dict[tuple[int, int, str], Compiled] = {}
         self._cache_size = cache_size
 
     def _template(self, env: jinja2.Environment, source: str, part: str) -> Any:
@@ -192,8 +192,8 @@ class Renderer:
 
     def compile(self, publication: model.Publication, language: str = "") -> Compiled:
         """The compiled form of a published version of any channel, in ``language`` (one of
-        its variants) or else its fallback content; cached by (version, language)."""
-        key = (publication.version_id, language)
+        its variants) or else its fallback content; cached by (version, proof, language)."""
+        key = (publication.version_id, publication.proof_id or 0, language)
         compiled = self._compiled.get(key)
         if compiled is None:
             content = publication.variants[language] if language else publication.content

@@ -89,22 +89,30 @@ def decide(
     quarantined: set[str],
     now: int,
     deadline: int,
+    proof: model.Publication | None = None,
 ) -> Deliver | Finish:
     """What to do with a claimed event, in Adobe's order: route, then check (too old,
-    paused, quarantined)."""
+    paused, quarantined). A proof's event (``event.proof_id`` set) goes by its proof's
+    bundle (``proof``) instead of the publication, even while its type is paused."""
     event_type = routing.types.get(event.type)
     if event_type is None:
         return Finish(S.ROUTING_FAILED, f"unknown event type {event.type!r}")
     channel = routing.channel_for(event.type, event.channel)
     assert channel is not None
-    publication = routing.publications.get((event.type, channel))
-    if publication is None:
-        return Finish(
-            S.ROUTING_FAILED, f"no published {channel} template for event type {event.type!r}"
-        )
+    if event.proof_id is not None:
+        if proof is None:
+            return Finish(S.ROUTING_FAILED, f"proof {event.proof_id} no longer exists")
+        publication = proof
+    else:
+        found = routing.publications.get((event.type, channel))
+        if found is None:
+            return Finish(
+                S.ROUTING_FAILED, f"no published {channel} template for event type {event.type!r}"
+            )
+        publication = found
     if now > deadline:
         return Finish(S.TOO_OLD, "expired before it could be sent", publication)
-    if event_type.paused:
+    if event_type.paused and event.proof_id is None:
         return Finish(S.PAUSED, f"event type {event.type!r} is paused", publication)
     content = publication.content
     if isinstance(content, model.WebhookContent):

@@ -26,6 +26,7 @@ from tidings.channels import base
 from tidings.engine import languages, reconciliation, render, retry, route
 from tidings.settings import Settings
 from tidings.store import batching, catalog, queue
+from tidings.store import proofs as proofs_store
 from tidings.store import quarantine as quarantine_store
 from tidings.store import targeting as targeting_store
 from tidings.store.database import Database, Unavailable
@@ -73,6 +74,8 @@ class Worker:
             self._record, max_items=1000, name="outcomes"
         )
         self.claimed = 0
+        #: The bundles of the proofs whose events this worker claimed (few, and immutable).
+        self.proofs: dict[int, model.Publication | None] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -182,6 +185,15 @@ class Worker:
             else:
                 slot.cancel()
 
+    async def _proof(self, proof_id: int) -> model.Publication | None:
+        """A proof's bundle (read once; None once the proof is gone)."""
+        if proof_id not in self.proofs:
+            if len(self.proofs) >= 256:
+                self.proofs.pop(next(iter(self.proofs)))
+            async with self.db.connection() as conn:
+                self.proofs[proof_id] = await proofs_store.proof_publication(conn, proof_id)
+        return self.proofs[proof_id]
+
     async def reload_routing(self) -> None:
         """Read event types and publications again."""
         async with self.db.connection() as conn:
@@ -202,7 +214,8 @@ class Worker:
         try:
             completion = await self.handle(event, quarantined, profile)
             await self.recorder.submit(completion)
-            self.metrics.recorded(event.type, completion.status)
+            if event.proof_id is None:  # proofs are not counted
+                self.metrics.recorded(event.type, completion.status)
             if completion.status in _LOGGED_AT_INFO:
                 log.info(
                     "event %s: %s: %s", event.id, completion.status, completion.reason, extra=about
@@ -224,12 +237,18 @@ class Worker:
         """Take one claimed event to its next status."""
         now = clock.now_us()
         deadline = retry.deadline(event, int(self.settings.event_validity * 1_000_000))
-        reconciled = reconciliation.reconcile(event, self.routing, profile)
-        if isinstance(reconciled, route.Finish):
-            return self._finish(event, reconciled.status, reconciled.reason, None)
-        event, variables = reconciled.event, reconciled.variables
+        proof = None
+        if event.proof_id is None:
+            reconciled = reconciliation.reconcile(event, self.routing, profile)
+            if isinstance(reconciled, route.Finish):
+                return self._finish(event, reconciled.status, reconciled.reason, None)
+            event, variables = reconciled.event, reconciled.variables
+        else:
+            # A proof goes to its seed address with its test profile's data, whatever
+            # profile the seed address may match.
+            proof, variables = await self._proof(event.proof_id), {}
         decision = route.decide(
-            event, self.routing, quarantined=quarantined, now=now, deadline=deadline
+            event, self.routing, quarantined=quarantined, now=now, deadline=deadline, proof=proof
         )
         if isinstance(decision, route.Finish):
             failure = enrichment.failure_in(event.reason)
@@ -386,7 +405,9 @@ class Worker:
             reason=reason,
             sent_at=sent,
             finished_at=finished,
-            publication_id=None if publication is None else publication.id,
+            publication_id=(
+                None if publication is None or publication.proof_id is not None else publication.id
+            ),
             template_version_id=None if publication is None else publication.version_id,
             delivery=delivery,
             quarantine=quarantine,

@@ -154,8 +154,8 @@ def status_rows(completions: Sequence[queue.Completion]) -> list[tuple[Any, ...]
     rows = []
     for c in completions:
         event = c.event
-        if event is None or c.status not in model.FINAL_STATUSES:
-            continue
+        if event is None or c.status not in model.FINAL_STATUSES or event.proof_id is not None:
+            continue  # proofs fire no status callbacks
         channel = c.delivery.channel if c.delivery is not None else event.channel
         head = payload_head(
             event,

@@ -52,13 +52,34 @@ async def upsert_event_type(
     await bump_routing_revision(conn)
 
 
-LIST_EVENT_TYPES = sql("SELECT name, label, default_channel, paused FROM event_types ORDER BY name")
+LIST_EVENT_TYPES = sql(
+    "SELECT name, label, default_channel, paused, spec FROM event_types ORDER BY name"
+)
+
+
+class _Channels(msgspec.Struct, frozen=True):
+    """The part of an event type's spec that routing reads: its allowed channels."""
+
+    channels: tuple[model.Channel, ...] = ()
+
+
+_channels_decoder = msgspec.json.Decoder(_Channels)
 
 
 async def list_event_types(conn: Connection) -> list[model.EventType]:
-    """Every event type, by name."""
+    """Every event type, by name, with its allowed channels (none listed for a type without
+    a spec: any channel)."""
     rows = await conn.fetch(LIST_EVENT_TYPES)
-    return [model.EventType(r[0], r[1], model.Channel(r[2]), bool(r[3])) for r in rows]
+    return [
+        model.EventType(
+            r[0],
+            r[1],
+            model.Channel(r[2]),
+            bool(r[3]),
+            _channels_decoder.decode(r[4]).channels if r[4] else (),
+        )
+        for r in rows
+    ]
 
 
 SET_PAUSED = sql("UPDATE event_types SET paused = $2, updated_at = $3 WHERE name = $1")

@@ -16,7 +16,7 @@ encode_json = msgspec.json.Encoder().encode
 COLUMNS = (
     "id, type, channel, email, mobile_phone, push_token, external_id, ctx, priority, status, "
     "source, received_at, scheduled_at, expires_at, due_at, attempts, claimed_at, sent_at, "
-    "finished_at, publication_id, template_version_id, reason"
+    "finished_at, publication_id, template_version_id, reason, proof_id"
 )
 
 
@@ -93,7 +93,8 @@ def event_from_row(row: Row) -> model.Event:
         publication_id=row[19],
         template_version_id=row[20],
         reason=row[21],
-        ctx_issues=row[22] if len(row) > 22 else None,
+        proof_id=row[22],
+        ctx_issues=row[23] if len(row) > 23 else None,
     )
 
 

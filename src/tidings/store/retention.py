@@ -53,7 +53,7 @@ _SEND_US = (
 )
 _AGGREGATE = """INSERT INTO daily_stats (day, event_type, status, events, attempts, send_us)
     SELECT received_at - received_at % {day}, type, status, COUNT(*), SUM(attempts), {send_us}
-    FROM events WHERE {ids}
+    FROM events WHERE {ids} AND proof_id IS NULL
     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (day, event_type, status) DO UPDATE SET
       events = daily_stats.events + excluded.events,
@@ -116,6 +116,17 @@ async def purge_batch(conn: Connection, older_than: int, limit: int = BATCH) -> 
     return await conn.execute(DELETE_EVENTS, doomed)
 
 
+PURGE_PROOFS = sql(
+    """DELETE FROM proofs WHERE created_at < $1
+       AND NOT EXISTS (SELECT 1 FROM events WHERE events.proof_id = proofs.id)"""
+)
+
+
+async def purge_proofs(conn: Connection, older_than: int) -> int:
+    """Delete proofs made before ``older_than`` whose events are all purged."""
+    return await conn.execute(PURGE_PROOFS, older_than)
+
+
 async def purge_stats(conn: Connection, older_than: int) -> int:
     """Delete daily aggregates of days before ``older_than``; return how many rows."""
     return await conn.execute(PURGE_STATS, older_than)
@@ -155,6 +166,8 @@ async def purge(
             if done < batch:
                 break
             await asyncio.sleep(pause)
+        async with db.transaction() as conn:
+            await purge_proofs(conn, older_than)
     stats = hours = 0
     if report_age > 0:
         async with db.transaction() as conn:
@@ -222,6 +235,7 @@ _REPORT = """SELECT day, event_type, status, SUM(events), SUM(attempts), SUM(sen
       SELECT received_at - received_at % {day} AS day, type AS event_type, status,
         COUNT(*) AS events, SUM(attempts) AS attempts, {send_us} AS send_us
       FROM events WHERE received_at >= $1 AND received_at < $2 AND status IN ({final})
+        AND proof_id IS NULL
       GROUP BY 1, 2, 3
       UNION ALL
       SELECT day, event_type, status, events, attempts, send_us FROM daily_stats

@@ -15,8 +15,9 @@ record yet, or one whose clock runs a little behind, writes a ``finished_at`` ol
 moment it commits; the claim bounds it). On PostgreSQL concurrent roll-ups are ordered by the
 watermark row: the second one finds it moved and does nothing.
 
-Retention purges only events the roll-up has taken (``store/retention.py``), and purges
-roll-ups older than the report retention age like the daily aggregates.
+Proof events are never rolled up (nor counted anywhere). Retention purges only events the
+roll-up has passed (``store/retention.py``), and purges roll-ups older than the report
+retention age like the daily aggregates.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ _ROLL_UP = f"""INSERT INTO hourly_stats (hour, event_type, status, events, timed
       COALESCE(SUM({_SENDING}), 0), MIN({_SENDING}), MAX({_SENDING}),
       COALESCE(SUM({_PROCESSING}), 0), MIN({_PROCESSING}), MAX({_PROCESSING})
     FROM events WHERE finished_at >= $1 AND finished_at < $2 AND status IN ({_FINAL})
+      AND proof_id IS NULL
     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (hour, event_type, status) DO UPDATE SET
       events = hourly_stats.events + excluded.events,
@@ -150,12 +152,13 @@ _PARTS = f"""WITH parts AS (
         {_QUEUE}, {_QUEUE}, {_QUEUE}, {_SENDING}, {_SENDING}, {_SENDING},
         {_PROCESSING}, {_PROCESSING}, {_PROCESSING}
       FROM events {{by_finish}} WHERE finished_at >= $4
-        AND +received_at >= $1 AND +received_at < $2 AND status IN ({_FINAL}) {{type_events}}
+        AND +received_at >= $1 AND +received_at < $2 AND status IN ({_FINAL})
+        AND proof_id IS NULL {{type_events}}
       UNION ALL
       SELECT received_at - received_at % $3, type, status, 1, 0,
         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
       FROM events {{by_status}} WHERE status IN ({_OPEN})
-        AND +received_at >= $1 AND +received_at < $2 {{type_events}})
+        AND +received_at >= $1 AND +received_at < $2 AND proof_id IS NULL {{type_events}})
     """
 
 

@@ -51,6 +51,7 @@ events = sa.Table(
     sa.Column("template_version_id", BigInt, nullable=True),
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("ctx_issues", sa.Text, nullable=True, comment="lenient ctx check: what mismatched"),
+    sa.Column("proof_id", BigInt, nullable=True, comment="set: a proof's event"),
     sa.Index(
         "ix_events_queue",
         "priority",
@@ -70,6 +71,7 @@ events = sa.Table(
         "claimed_at",
         "sent_at",
         "scheduled_at",
+        "proof_id",  # proofs are left out of every report
     ),
     sa.Index("ix_events_email", "email"),
     # The hourly roll-ups (store/rollups.py) take finished events by the time they finished.
@@ -78,6 +80,12 @@ events = sa.Table(
         "finished_at",
         sqlite_where=sa.text("finished_at IS NOT NULL"),
         postgresql_where=sa.text("finished_at IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_events_proof_id",
+        "proof_id",
+        sqlite_where=sa.text("proof_id IS NOT NULL"),
+        postgresql_where=sa.text("proof_id IS NOT NULL"),
     ),
     sa.Index(
         "ix_events_external_id",
@@ -455,6 +463,23 @@ test_profiles = sa.Table(
     sa.Column("recipient", sa.Text, nullable=False, comment="JSON"),
     sa.Column("ctx", sa.Text, nullable=False, comment="JSON object"),
     sa.Column("updated_at", BigInt, nullable=False),
+)
+
+#: Proofs: a template version, compiled and marked, sent to the event type's seed addresses by
+#: events that carry the proof's id (control/proofs.py).
+proofs = sa.Table(
+    "proofs",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("version_id", BigInt, nullable=False),
+    sa.Column("version_number", sa.Integer, nullable=False),
+    sa.Column("profile", sa.Text, nullable=False, comment="test profile; empty: examples"),
+    sa.Column("bundle", sa.Text, nullable=False, comment="JSON: the marked frozen bundle"),
+    sa.Column("requested_by", sa.Text, nullable=False),
+    sa.Column("created_at", BigInt, nullable=False),
+    sa.Index("ix_proofs_event_type", "event_type"),
 )
 
 #: Who published or unpublished what, and when.
