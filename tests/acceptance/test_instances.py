@@ -273,9 +273,9 @@ async def test_unpublishing_reaches_the_instances(database_url: str, tmp_path: P
             "ok",
             200,
         )
-        [unpublished, published] = (await control.client.get("/api/v1/publications/audit")).json()[
-            :2
-        ]
+        [unpublished, published] = (
+            await control.client.get("/api/v1/publications/audit?type=orderConfirmation")
+        ).json()[:2]
         assert unpublished["action"] == "unpublish"
         assert unpublished["instances"] == ["paris"]
         assert published["action"] == "publish"
@@ -305,7 +305,9 @@ async def test_an_instance_that_was_down_catches_up(database_url: str, tmp_path:
         assert listed["lyon"]["contactedAt"] is None
         assert listed["paris"]["lastOutcome"] == "ok"
         assert "credential" not in listed["paris"]
-        [entry] = (await control.client.get("/api/v1/publications/audit")).json()
+        [entry] = (
+            await control.client.get("/api/v1/publications/audit?type=orderConfirmation")
+        ).json()
         assert entry["instances"] == ["paris"]
 
         async with live_server(lyon_url, port=down_port) as lyon_server:
@@ -334,7 +336,9 @@ async def test_an_instance_that_was_down_catches_up(database_url: str, tmp_path:
             assert (await lyon_server.wait_status(sent["id"], "processed"))["status"] == (
                 "processed"
             )
-        [entry] = (await control.client.get("/api/v1/publications/audit")).json()
+        [entry] = (
+            await control.client.get("/api/v1/publications/audit?type=orderConfirmation")
+        ).json()
         assert entry["instances"] == ["lyon", "paris"]
 
 
