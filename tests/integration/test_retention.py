@@ -232,7 +232,7 @@ def _compare(conn: sa.Connection) -> list[Any]:
 
 
 async def test_migrations_produce_the_declared_schema(database_url: str) -> None:
-    assert await migrate.current(database_url) == migrate.head() == "0008"
+    assert await migrate.current(database_url) == migrate.head() == "0011"
     url = migrate.sqlalchemy_url(database_url)
     if url.startswith("sqlite"):
         engine = sa.create_engine(url)

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tidings import clock, enrichment, metrics, model
@@ -54,8 +54,13 @@ class Worker:
         rng: random.Random | None = None,
         counters: metrics.Metrics | None = None,
         enricher: enrichment.Enricher | None = None,
+        on_recorded: Callable[[], None] | None = None,
     ):
+        """``on_recorded`` is called after a commit of outcomes that may have enqueued status
+        callbacks or logged a provider id a receipt names (the App wakes the callback
+        sender with it)."""
         self.db = db
+        self.on_recorded = on_recorded
         self.settings = settings
         self.transports = transports
         self.renderer = renderer
@@ -397,6 +402,12 @@ class Worker:
         while True:
             try:
                 await self.db.write_many(queue.outcome_steps(completions))
+                if self.on_recorded is not None and any(
+                    c.status in model.FINAL_STATUSES
+                    or (c.delivery is not None and c.delivery.provider_id)
+                    for c in completions
+                ):
+                    self.on_recorded()
                 return [None] * len(completions)
             except Unavailable as exc:
                 # Keep the outcomes until the database is back: the messages were sent, and
