@@ -13,6 +13,7 @@ from tests.integration.test_callbacks_store import delivered
 from tests.integration.test_store import claim, insert, new_event
 from tidings import model, receipts
 from tidings.app import App
+from tidings.channels import failover
 from tidings.channels.sms import receipt, smpp
 from tidings.store import callbacks as callbacks_store
 from tidings.store import database, queue
@@ -207,3 +208,33 @@ async def test_a_receipt_before_its_delivery_is_adopted_with_its_callback(
         kinds = sorted(c.kind for c in await callbacks_store.list_log(conn))
     assert matched.event_id == claimed.id
     assert kinds == ["receipt", "status"]
+
+
+async def test_several_smscs_make_a_failover_group_paced_per_smsc(
+    database_url: str, tmp_path: pathlib.Path
+) -> None:
+    with smsc.running(tmp_path) as one, smsc.running(tmp_path) as two:
+        settings = settings_for(
+            database_url,
+            smpp_host=f"127.0.0.1:{one.port},127.0.0.1:{two.port}",
+            smpp_system_id="tidings",
+            smpp_password="secret",
+            smpp_throughput=10.0,
+        )
+        async with App.running(settings, migrate_schema=False, run_worker=False) as app:
+            group = app.transports[SMS]
+            assert isinstance(group, failover.FailoverTransport)
+            names = [c.name for c in group.connectors]
+            assert names == [f"smpp 127.0.0.1:{one.port}", f"smpp 127.0.0.1:{two.port}"]
+            # each SMSC has its own session and pacing: 5 messages to each at once take
+            # about 0.5 s at 10 a second each, where one shared pace would need 1 s
+            a, b = (c.transport for c in group.connectors)
+            message = model.SmsMessage(event_id=1, reference="ev-1", to="+33612345678", text="x")
+            await asyncio.gather(a.send(message), b.send(message))  # bound, first slots used
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            outcomes = await asyncio.gather(*(t.send(message) for t in (a, b) * 5))
+            elapsed = loop.time() - started
+            assert all(o.kind is model.OutcomeKind.DELIVERED for o in outcomes)
+            assert 0.3 <= elapsed < 0.9, elapsed
+            assert len(one.pdus("submit_sm")) == len(two.pdus("submit_sm")) == 6
