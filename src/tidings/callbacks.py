@@ -146,6 +146,11 @@ class Sender:
         if self._before_claim is not None:
             await self._before_claim()
         now = clock.now_us()
+        # Woken after every commit that may have enqueued callbacks: a read first, so that a
+        # wake-up with nothing to send costs no write transaction (SQLite has one writer).
+        async with self.db.connection() as conn:
+            if not await store.any_due(conn, now):
+                return True
         claimed = await store.claim_due(
             self.db, now=now, lease_until=now + int(self._lease * 1_000_000), limit=free
         )

@@ -71,9 +71,13 @@ async def record(
 async def adopt_orphans(db: Database) -> int:
     """Match receipts that came before their delivery was logged, and enqueue their
     callbacks (one transaction); return how many callbacks."""
+    since = clock.now_us() - ORPHAN_WINDOW_US
+    async with db.connection() as conn:
+        if not await store.any_orphans(conn, since=since):
+            return 0  # the common case, without a write transaction
     enqueued = 0
     async with db.transaction() as conn:
-        for kept in await store.adopt_orphans(conn, since=clock.now_us() - ORPHAN_WINDOW_US):
+        for kept in await store.adopt_orphans(conn, since=since):
             enqueued += await _enqueue(conn, kept)
             log.info("event %s: %s receipt: %s", kept.event_id, kept.channel, kept.state)
     return enqueued

@@ -305,6 +305,14 @@ CLAIM_DUE = sql(
 )
 
 
+ANY_DUE = sql("SELECT 1 FROM callbacks WHERE state = 'pending' AND next_at <= $1 LIMIT 1")
+
+
+async def any_due(conn: Connection, now: int) -> bool:
+    """Whether a callback is due (a read: no write transaction when there is nothing to do)."""
+    return await conn.fetchrow(ANY_DUE, now) is not None
+
+
 async def claim_due(
     db: Database, *, now: int, lease_until: int, limit: int
 ) -> list[model.Callback]:

@@ -123,6 +123,12 @@ ORPHANS = sql(
 ADOPT = sql("UPDATE receipts SET event_id = $2, attempt = $3 WHERE id = $1 AND event_id IS NULL")
 
 
+async def any_orphans(conn: Connection, *, since: int) -> bool:
+    """Whether a receipt kept unmatched (received at ``since`` or later) has its delivery in
+    the log now (a read)."""
+    return bool(await conn.fetch(ORPHANS, since, 1))
+
+
 async def adopt_orphans(conn: Connection, *, since: int, limit: int = 500) -> list[model.Receipt]:
     """Match the receipts kept unmatched (received at ``since`` or later) whose delivery is
     now in the log; return the receipts matched."""
