@@ -156,7 +156,8 @@ class App:
                 renderer=self.renderer,
                 counters=self.metrics,
                 enricher=self.enricher,
-                on_recorded=self._on_callbacks,
+                # PostgreSQL: the outcome's transaction notifies the senders itself.
+                on_recorded=self._wake_sender if self.db.dialect != "postgresql" else None,
             )
             self.worker.start()
             self.callbacks = callbacks.Sender(
@@ -440,6 +441,10 @@ class App:
             self.worker.wake()
         if self.notifier is not None:
             self.notifier.poke()
+
+    def _wake_sender(self) -> None:
+        if self.callbacks is not None:
+            self.callbacks.wake()
 
     def _on_callbacks(self) -> None:
         """A commit may have enqueued status callbacks: wake this process's sender now, and

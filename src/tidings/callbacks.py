@@ -12,10 +12,12 @@ records the attempt in the log in one transaction with the callback's next state
   (:func:`next_delay`, at least a ``Retry-After``), until ``callback_max_attempts`` or
   ``callback_max_age``, then it is failed.
 
-The loop looks for due callbacks when woken (:meth:`Sender.wake`: the App calls it after a
-commit in this process that enqueued callbacks, and on PostgreSQL when another process
-notifies the ``tidings_callbacks`` channel, see :mod:`tidings.store.notify`) and every
-``callback_poll_interval`` seconds anyway, so a lost wake-up only delays a callback.
+The loop looks for due callbacks when woken (:meth:`Sender.wake`) and every
+``callback_poll_interval`` seconds anyway, so a lost wake-up only delays a callback. On SQLite
+the App wakes it after a commit in this process that may have enqueued callbacks; on
+PostgreSQL such a commit notifies the ``tidings_callbacks`` channel (the worker's outcome
+transaction does it itself, when a subscription exists) and the listener of every process,
+this one's included, wakes its sender (:mod:`tidings.store.notify`).
 
 A sender that dies lets its leases run out; the callbacks are claimed again. Delivery is
 at-least-once: receivers de-duplicate by the ``Tidings-Message-Id`` header.

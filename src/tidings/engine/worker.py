@@ -26,6 +26,7 @@ from tidings.channels import base
 from tidings.engine import languages, reconciliation, render, retry, route
 from tidings.settings import Settings
 from tidings.store import batching, catalog, queue
+from tidings.store import callbacks as callbacks_store
 from tidings.store import quarantine as quarantine_store
 from tidings.store import targeting as targeting_store
 from tidings.store.database import Database, Unavailable
@@ -58,7 +59,8 @@ class Worker:
     ):
         """``on_recorded`` is called after a commit of outcomes that may have enqueued status
         callbacks or logged a provider id a receipt names (the App wakes the callback
-        sender with it)."""
+        sender with it). On PostgreSQL that commit also notifies ``tidings_callbacks`` when a
+        subscription exists, which wakes the senders of every process, this one's too."""
         self.db = db
         self.on_recorded = on_recorded
         self.settings = settings
@@ -401,12 +403,16 @@ class Worker:
     async def _record(self, completions: list[queue.Completion]) -> list[None]:
         while True:
             try:
-                await self.db.write_many(queue.outcome_steps(completions))
-                if self.on_recorded is not None and any(
+                steps = queue.outcome_steps(completions)
+                told = any(
                     c.status in model.FINAL_STATUSES
                     or (c.delivery is not None and c.delivery.provider_id)
                     for c in completions
-                ):
+                )
+                if told and self.db.dialect == "postgresql":
+                    steps.append((callbacks_store.NOTIFY_SENDERS, [()]))
+                await self.db.write_many(steps)
+                if told and self.on_recorded is not None:
                     self.on_recorded()
                 return [None] * len(completions)
             except Unavailable as exc:

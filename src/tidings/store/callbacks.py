@@ -233,6 +233,16 @@ async def enqueue_status(
     return await conn.execute(ENQUEUE, *row)
 
 
+#: PostgreSQL: in the transaction that records outcomes, tell every process's callback sender
+#: (``LISTEN tidings_callbacks``, :mod:`tidings.store.notify`) when there is a subscription to
+#: enqueue for; delivered at commit, and costing no round trip of its own.
+NOTIFY_SENDERS = sql(
+    """SELECT pg_notify('tidings_callbacks', '')
+       WHERE EXISTS (SELECT 1 FROM callback_subscriptions WHERE active = TRUE)""",
+    sqlite="SELECT 1 WHERE 0",
+)
+
+
 async def enqueue_receipt(conn: Connection, event: model.Event, receipt: model.Receipt) -> int:
     """Enqueue a ``receipt`` callback about ``event`` to every subscription that wants
     receipts in ``receipt.state``, in the caller's transaction (the one keeping the receipt);
