@@ -561,7 +561,8 @@ class Settings:
         for name in THRESHOLDS:
             self.threshold(name)
         self.smtp_relays  # noqa: B018 (parses smtp_host, raising for a bad port)
-        self.smscs  # noqa: B018 (the same for smpp_host)
+        if self.smpp_host.strip() and not self.smscs:
+            raise SettingsError("smpp_host names no SMSC: `host[:port],host[:port]`")
         if self.smpp_throughput < 0 or self.smpp_reconnect_min <= 0:
             raise SettingsError("smpp_throughput must be >= 0 and smpp_reconnect_min > 0")
         if len(self.smpp_password) > 8 or len(self.smpp_system_id) > 15:

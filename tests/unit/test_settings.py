@@ -42,6 +42,7 @@ def test_environment_beats_toml(tmp_path: Path) -> None:
         ({"TIDINGS_BOUNCE_ADDRESS": "bounces"}, "bounce_address must be an address"),
         ({"TIDINGS_SMTP_HOST": "a.example:25,b.example:http"}, "'b.example:http' has no valid"),
         ({"TIDINGS_SMTP_HOST": "a.example:0"}, "smtp_host: 'a.example:0'"),
+        ({"TIDINGS_SMPP_HOST": " , "}, "smpp_host names no SMSC"),
         ({"TIDINGS_SMPP_HOST": "smsc1:2775,smsc2:x"}, "smpp_host: 'smsc2:x' has no valid"),
         ({"TIDINGS_SMPP_HOST": "[::1]:99999"}, r"smpp_host: '\[::1\]:99999'"),
         ({"TIDINGS_CONNECTOR_DOWN_AFTER": "0"}, "connector_down_after must be at least 1"),
