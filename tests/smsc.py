@@ -8,6 +8,7 @@ import json
 import pathlib
 import shutil
 import subprocess
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,7 +38,9 @@ def running(tmp_path: pathlib.Path, **options: Any) -> Iterator[Smsc]:
     node = shutil.which("node")
     if node is None or not (PEER / "node_modules" / "smpp").is_dir():
         pytest.fail("the test SMSC needs node and `npm ci --prefix tests/peers/smsc`")
-    log = tmp_path / f"smsc-{len(list(tmp_path.glob('smsc-*.jsonl')))}.jsonl"
+    # A name of its own: an SMSC logs nothing until its first PDU, so counting the files
+    # would give two SMSCs started together the same log.
+    log = tmp_path / f"smsc-{uuid.uuid4().hex[:12]}.jsonl"
     config = {"port": 0, "log": str(log)} | options
     process = subprocess.Popen(
         [node, str(PEER / "server.js"), json.dumps(config)],

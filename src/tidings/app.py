@@ -116,6 +116,9 @@ class App:
         self._background: list[asyncio.Task[None]] = []
         # PostgreSQL: wake the workers of other processes after commits (store/notify.py).
         self.notifier = notify.Notifier(db) if db.dialect == "postgresql" else None
+        self.callback_notifier = (
+            notify.Notifier(db, notify.CALLBACKS) if db.dialect == "postgresql" else None
+        )
         self.listener: notify.Listener | None = None
         self.bounce_listener: inbound.Listener | None = None  # with a worker, if configured
 
@@ -154,12 +157,25 @@ class App:
                 renderer=self.renderer,
                 counters=self.metrics,
                 enricher=self.enricher,
+                # PostgreSQL: the outcome's transaction notifies the senders itself.
+                on_recorded=self._wake_sender if self.db.dialect != "postgresql" else None,
             )
             self.worker.start()
-            self.callbacks = callbacks.Sender(self.db, self.webhook, self.settings)
+            self.callbacks = callbacks.Sender(
+                self.db,
+                self.webhook,
+                self.settings,
+                before_claim=(
+                    (lambda: receipts.adopt_orphans(self.db))
+                    if model.Channel.SMS in self.transports
+                    else None
+                ),
+            )
             self.callbacks.start()
             if self.notifier is not None:
-                self.listener = notify.Listener(self.db.url, self.worker.wake)
+                self.listener = notify.Listener(
+                    self.db.url, self.worker.wake, also={notify.CALLBACKS: self.callbacks.wake}
+                )
                 self.listener.start()
             s = self.settings
             if s.retention_interval > 0 and (s.event_retention > 0 or s.report_retention > 0):
@@ -192,6 +208,8 @@ class App:
         await self.ingest.aclose()
         if self.notifier is not None:
             await self.notifier.aclose()
+        if self.callback_notifier is not None:
+            await self.callback_notifier.aclose()
         await self.outbox.aclose()
         await self.enricher.aclose()
         for task in self._background:
@@ -344,30 +362,43 @@ class App:
             names=[f"smtp {host}:{port}" for host, port in s.smtp_relays],
         )
 
-    def _sms_transport(self) -> smpp.SmppTransport:
+    def _sms_transport(self) -> base.Transport[model.SmsMessage]:
+        """One SMPP connector per SMSC of ``smpp_host``; several go behind failover, each
+        with its own session, ``smpp_throughput`` pacing and receipts (matched to the
+        deliveries that SMSC took, since two SMSCs may hand out the same message ids)."""
         s = self.settings
-        config = smpp.SmppConfig(
-            host=s.smpp_host,
-            port=s.smpp_port,
-            system_id=s.smpp_system_id,
-            password=s.smpp_password,
-            system_type=s.smpp_system_type,
-            source=s.smpp_source,
-            source_ton=s.smpp_source_ton,
-            source_npi=s.smpp_source_npi,
-            dest_ton=s.smpp_dest_ton,
-            dest_npi=s.smpp_dest_npi,
-            default_region=s.smpp_default_region,
-            window=s.smpp_window,
-            throughput=s.smpp_throughput,
-            enquire_link_interval=s.smpp_enquire_link_interval,
-            timeout=s.smpp_timeout,
-            use_message_payload=s.smpp_message_payload,
-            registered_delivery=s.smpp_registered_delivery,
-            reconnect_min=s.smpp_reconnect_min,
-            reconnect_max=s.smpp_reconnect_max,
-        )
-        return smpp.SmppTransport(config, receipts.recorder(self.db))
+        smscs = s.smscs
+        names = [f"smpp {host}:{port}" for host, port in smscs] if len(smscs) > 1 else ["smpp"]
+        connectors = [
+            smpp.SmppTransport(
+                smpp.SmppConfig(
+                    host=host,
+                    port=port,
+                    system_id=s.smpp_system_id,
+                    password=s.smpp_password,
+                    system_type=s.smpp_system_type,
+                    source=s.smpp_source,
+                    source_ton=s.smpp_source_ton,
+                    source_npi=s.smpp_source_npi,
+                    dest_ton=s.smpp_dest_ton,
+                    dest_npi=s.smpp_dest_npi,
+                    default_region=s.smpp_default_region,
+                    window=s.smpp_window,
+                    throughput=s.smpp_throughput,
+                    enquire_link_interval=s.smpp_enquire_link_interval,
+                    timeout=s.smpp_timeout,
+                    use_message_payload=s.smpp_message_payload,
+                    registered_delivery=s.smpp_registered_delivery,
+                    reconnect_min=s.smpp_reconnect_min,
+                    reconnect_max=s.smpp_reconnect_max,
+                ),
+                receipts.recorder(self.db, transport=name, on_enqueued=self._on_callbacks),
+            )
+            for (host, port), name in zip(smscs, names, strict=True)
+        ]
+        if len(connectors) == 1:
+            return connectors[0]
+        return failover.FailoverTransport(connectors, s.failover_policy(), names=names)
 
     def _push_transport(self) -> base.Transport[model.PushMessage]:
         """APNs and/or FCM behind a router; a key that cannot be used is a SettingsError."""
@@ -421,6 +452,18 @@ class App:
             self.worker.wake()
         if self.notifier is not None:
             self.notifier.poke()
+
+    def _wake_sender(self) -> None:
+        if self.callbacks is not None:
+            self.callbacks.wake()
+
+    def _on_callbacks(self) -> None:
+        """A commit may have enqueued status callbacks: wake this process's sender now, and
+        on PostgreSQL the other processes' (each has one)."""
+        if self.callbacks is not None:
+            self.callbacks.wake()
+        if self.callback_notifier is not None:
+            self.callback_notifier.poke()
 
     # ---------------------------------------------------------------- API keys
 

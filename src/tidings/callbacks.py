@@ -12,6 +12,13 @@ records the attempt in the log in one transaction with the callback's next state
   (:func:`next_delay`, at least a ``Retry-After``), until ``callback_max_attempts`` or
   ``callback_max_age``, then it is failed.
 
+The loop looks for due callbacks when woken (:meth:`Sender.wake`) and every
+``callback_poll_interval`` seconds anyway, so a lost wake-up only delays a callback. On SQLite
+the App wakes it after a commit in this process that may have enqueued callbacks; on
+PostgreSQL such a commit notifies the ``tidings_callbacks`` channel (the worker's outcome
+transaction does it itself, when a subscription exists) and the listener of every process,
+this one's included, wakes its sender (:mod:`tidings.store.notify`).
+
 A sender that dies lets its leases run out; the callbacks are claimed again. Delivery is
 at-least-once: receivers de-duplicate by the ``Tidings-Message-Id`` header.
 """
@@ -23,6 +30,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 
 from tidings import clock, model
 from tidings.channels import webhook
@@ -72,8 +80,12 @@ class Sender:
         settings: Settings,
         *,
         rng: random.Random | None = None,
+        before_claim: Callable[[], Awaitable[int]] | None = None,
     ):
+        """``before_claim`` runs before each claim (the App matches receipts that came
+        before their delivery was logged with it, enqueueing their callbacks)."""
         self.db = db
+        self._before_claim = before_claim
         self.transport = transport
         self.settings = settings
         self._rng = rng or random.Random()
@@ -133,7 +145,14 @@ class Sender:
         if free <= 0:
             await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
             return False
+        if self._before_claim is not None:
+            await self._before_claim()
         now = clock.now_us()
+        # Woken after every commit that may have enqueued callbacks: a read first, so that a
+        # wake-up with nothing to send costs no write transaction (SQLite has one writer).
+        async with self.db.connection() as conn:
+            if not await store.any_due(conn, now):
+                return True
         claimed = await store.claim_due(
             self.db, now=now, lease_until=now + int(self._lease * 1_000_000), limit=free
         )

@@ -517,8 +517,17 @@ def callbacks_add(
     status: Annotated[
         list[str] | None, typer.Option(help="Only this final status (repeatable).")
     ] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(help="status or receipt (repeatable); default both."),
+    ] = None,
+    receipt: Annotated[
+        list[str] | None,
+        typer.Option(help="Only receipts in this state, e.g. undeliverable (repeatable)."),
+    ] = None,
 ) -> None:
-    """Subscribe a URL to status callbacks; prints the id and the signing secret."""
+    """Subscribe a URL to status callbacks (final statuses and delivery receipts); prints
+    the id and the signing secret."""
     try:
         created = _with_app(
             lambda app: subscriptions.subscribe(
@@ -528,6 +537,8 @@ def callbacks_add(
                 secret=secret,
                 event_types=event_type or (),
                 statuses=status or (),
+                kinds=kind or sorted(subscriptions.KINDS),
+                receipts=receipt or (),
             )
         )
     except subscriptions.InvalidSubscription as exc:
@@ -541,13 +552,15 @@ def callbacks_add(
 def callbacks_list() -> None:
     """List the active subscriptions."""
     found = _with_app(lambda app: subscriptions.active(app.db))
-    table = Table("id", "url", "event types", "statuses", "created")
+    table = Table("id", "url", "kinds", "event types", "statuses", "receipts", "created")
     for s in found:
         table.add_row(
             str(s.id),
             s.url,
+            ", ".join(s.kinds),
             ", ".join(s.event_types) or "all",
             ", ".join(s.statuses) or "all",
+            ", ".join(s.receipt_states) or "all",
             clock.format_iso(s.created_at),
         )
     out.print(table if found else "no subscriptions")

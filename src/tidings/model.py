@@ -440,6 +440,7 @@ class Receipt(msgspec.Struct, frozen=True):
     received_at: int
     event_id: int | None = None
     attempt: int | None = None
+    transport: str = ""
 
 
 class CallbackState(enum.StrEnum):
@@ -451,7 +452,9 @@ class CallbackState(enum.StrEnum):
 
 
 class CallbackSubscription(msgspec.Struct, frozen=True):
-    """A client's subscription to status callbacks. Empty filters match everything."""
+    """A client's subscription to status callbacks. ``kinds`` says which callbacks it gets
+    (``status``: final statuses, ``receipt``: delivery receipts); empty filters (event types,
+    final statuses, receipt states) match everything."""
 
     id: int
     url: str
@@ -460,6 +463,8 @@ class CallbackSubscription(msgspec.Struct, frozen=True):
     statuses: tuple[str, ...]
     active: bool
     created_at: int
+    kinds: tuple[str, ...] = ("receipt", "status")
+    receipt_states: tuple[str, ...] = ()
 
 
 class CallbackAttempt(msgspec.Struct, frozen=True):

@@ -23,10 +23,30 @@ class SettingsError(ValueError):
     """A setting has a value Tidings cannot use; the message names the setting."""
 
 
-def _port(text: str, entry: str) -> int:
+def _port(text: str, entry: str, setting: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
-        raise SettingsError(f"smtp_host: {entry!r} has no valid port")
+        raise SettingsError(f"{setting}: {entry!r} has no valid port")
     return int(text)
+
+
+def host_list(text: str, default_port: int, setting: str) -> list[tuple[str, int]]:
+    """``host[:port],host[:port]`` (``[IPv6]:port`` too) as (host, port) pairs, in order;
+    a bad port is a :class:`SettingsError` naming ``setting``."""
+    hosts = []
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        host, port = entry, default_port
+        if entry.startswith("["):  # [IPv6]:port
+            host, _, rest = entry[1:].partition("]")
+            if rest.startswith(":"):
+                port = _port(rest[1:], entry, setting)
+        elif entry.count(":") == 1:
+            host, _, port_text = entry.partition(":")
+            port = _port(port_text, entry, setting)
+        hosts.append((host, port))
+    return hosts
 
 
 def _field(default: Any, help: str) -> Any:
@@ -154,8 +174,13 @@ class Settings:
     )
 
     # SMS over SMPP 3.4 (channels/sms/)
-    smpp_host: str = _field("", "SMSC host name or address; empty: no SMS transport.")
-    smpp_port: int = _field(2775, "SMSC port.")
+    smpp_host: str = _field(
+        "",
+        "SMSC host name or address; several SMSCs in priority order as "
+        "`host[:port],host[:port]` (the next takes the traffic while one is down); "
+        "empty: no SMS transport.",
+    )
+    smpp_port: int = _field(2775, "SMSC port (where `smpp_host` names none).")
     smpp_system_id: str = _field("", "SMPP `system_id` to bind as transceiver with.")
     smpp_password: str = _field("", "SMPP bind password (at most 8 characters).")
     smpp_system_type: str = _field("", "SMPP `system_type` sent in the bind.")
@@ -552,6 +577,8 @@ class Settings:
         for name in THRESHOLDS:
             self.threshold(name)
         self.smtp_relays  # noqa: B018 (parses smtp_host, raising for a bad port)
+        if self.smpp_host.strip() and not self.smscs:
+            raise SettingsError("smpp_host names no SMSC: `host[:port],host[:port]`")
         if self.smpp_throughput < 0 or self.smpp_reconnect_min <= 0:
             raise SettingsError("smpp_throughput must be >= 0 and smpp_reconnect_min > 0")
         if len(self.smpp_password) > 8 or len(self.smpp_system_id) > 15:
@@ -615,21 +642,13 @@ class Settings:
     @property
     def smtp_relays(self) -> list[tuple[str, int]]:
         """``smtp_host`` as (host, port) pairs, in priority order."""
-        relays = []
-        for raw in self.smtp_host.split(","):
-            entry = raw.strip()
-            if not entry:
-                continue
-            host, port = entry, self.effective_smtp_port
-            if entry.startswith("["):  # [IPv6]:port
-                host, _, rest = entry[1:].partition("]")
-                if rest.startswith(":"):
-                    port = _port(rest[1:], entry)
-            elif entry.count(":") == 1:
-                host, _, port_text = entry.partition(":")
-                port = _port(port_text, entry)
-            relays.append((host, port))
-        return relays
+        return host_list(self.smtp_host, self.effective_smtp_port, "smtp_host")
+
+    @property
+    def smscs(self) -> list[tuple[str, int]]:
+        """``smpp_host`` as (host, port) pairs, in priority order (``smpp_port`` where an
+        entry names none)."""
+        return host_list(self.smpp_host, self.smpp_port, "smpp_host")
 
     def failover_policy(self, rate: float = 0.0, burst: float = 0.0) -> failover.Policy:
         """The failover and rate-limit policy for one channel's connectors."""

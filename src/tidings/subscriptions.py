@@ -1,10 +1,12 @@
 """Status-callback subscriptions and their log (the API and the CLI call these).
 
 A subscription names a URL, a secret (generated when none is given; it signs every
-callback, see :mod:`tidings.signing`) and optional filters: event types and final statuses
-(empty: all). The URL is checked as the webhook transport will check it: ``http``/``https``,
-no credentials, and an address literal must be one the address policy allows; host names are
-checked at each send, against every address they resolve to.
+callback, see :mod:`tidings.signing`), the kinds of callback it wants (``status``: each event's
+final status, ``receipt``: each delivery receipt; default both) and optional filters: event
+types, final statuses and receipt states (empty: all). The URL is checked as the webhook
+transport will check it: ``http``/``https``, no credentials, and an address literal must be
+one the address policy allows; host names are checked at each send, against every address
+they resolve to.
 """
 
 from __future__ import annotations
@@ -15,12 +17,17 @@ from collections.abc import Sequence
 
 from tidings import clock, model
 from tidings.channels import destination
+from tidings.channels.sms import receipt
 from tidings.store import callbacks as store
 from tidings.store import subscriptions as subscriptions_store
 from tidings.store.database import Database
 
 #: Statuses a subscription may filter on: the final ones.
 STATUSES = frozenset(str(s) for s in model.FINAL_STATUSES)
+#: Receipt states a subscription may filter on.
+RECEIPT_STATES = frozenset(str(s) for s in receipt.ReceiptState)
+#: The kinds of callback: final statuses and delivery receipts.
+KINDS = frozenset({"status", "receipt"})
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 MIN_SECRET, MAX_SECRET = 16, 256
 MAX_FILTERS = 100
@@ -46,6 +53,8 @@ def check(
     secret: str | None = None,
     event_types: Sequence[str] = (),
     statuses: Sequence[str] = (),
+    kinds: Sequence[str] = tuple(sorted(KINDS)),
+    receipts: Sequence[str] = (),
 ) -> None:
     """Raise :class:`InvalidSubscription` for anything :func:`subscribe` would refuse."""
     try:
@@ -59,8 +68,21 @@ def check(
         raise InvalidSubscription(
             f"secret must be {MIN_SECRET} to {MAX_SECRET} printable ASCII characters", "secret"
         )
-    if len(event_types) > MAX_FILTERS or len(statuses) > MAX_FILTERS:
+    if max(len(event_types), len(statuses), len(receipts)) > MAX_FILTERS:
         raise InvalidSubscription(f"at most {MAX_FILTERS} filters each", "eventTypes")
+    if not kinds:
+        raise InvalidSubscription("kinds needs status, receipt or both", "kinds")
+    for kind in kinds:
+        if kind not in KINDS:
+            raise InvalidSubscription(f"{kind!r} is not a kind (status or receipt)", "kinds")
+    for state in receipts:
+        if state not in RECEIPT_STATES:
+            raise InvalidSubscription(
+                f"{state!r} is not a receipt state ({', '.join(sorted(RECEIPT_STATES))})",
+                "receipts",
+            )
+    if receipts and "receipt" not in kinds:
+        raise InvalidSubscription("a receipts filter needs the receipt kind", "receipts")
     for name in event_types:
         if not _NAME.match(name):
             raise InvalidSubscription(
@@ -81,9 +103,19 @@ async def subscribe(
     secret: str | None = None,
     event_types: Sequence[str] = (),
     statuses: Sequence[str] = (),
+    kinds: Sequence[str] = tuple(sorted(KINDS)),
+    receipts: Sequence[str] = (),
 ) -> model.CallbackSubscription:
     """Create a subscription (checked by :func:`check`); its secret is in the answer."""
-    check(url, policy=policy, secret=secret, event_types=event_types, statuses=statuses)
+    check(
+        url,
+        policy=policy,
+        secret=secret,
+        event_types=event_types,
+        statuses=statuses,
+        kinds=kinds,
+        receipts=receipts,
+    )
     async with db.transaction() as conn:
         return await subscriptions_store.add_subscription(
             conn,
@@ -91,6 +123,8 @@ async def subscribe(
             secret or new_secret(),
             event_types=sorted(set(event_types)),
             statuses=sorted(set(statuses)),
+            kinds=sorted(set(kinds)),
+            receipt_states=sorted(set(receipts)),
             now=clock.now_us(),
         )
 

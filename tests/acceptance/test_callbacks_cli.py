@@ -27,7 +27,22 @@ def test_callbacks_add_list_log_remove(tmp_path: Path) -> None:
     given = run(tmp_path, "callbacks", "add", "https://b.example.com/", "--secret", "x" * 20)
     assert given.stdout.strip() == "x" * 20
 
+    run(
+        tmp_path,
+        "callbacks",
+        "add",
+        "https://c.example.com/",
+        "--kind",
+        "receipt",
+        "--receipt",
+        "undeliverable",
+        "--receipt",
+        "expired",
+    )
+
     listed = run(tmp_path, "callbacks", "list").stdout
+    assert "expired, undeliverable" in listed
+    assert "receipt, status" in listed  # the first two: both kinds
     assert "https://hooks.example.com/tidings" in listed
     assert "cartAbandonment" in listed
     assert "deliveryFailed, processed" in listed
@@ -52,6 +67,12 @@ def test_callbacks_add_refuses_bad_input(tmp_path: Path) -> None:
         (["ftp://example.com/"], "http:// or https://"),
         (["https://example.com/", "--status", "sent"], "not a final status"),
         (["https://example.com/", "--secret", "short"], "secret must be"),
+        (["https://example.com/", "--kind", "bounce"], "is not a kind"),
+        (["https://example.com/", "--receipt", "DELIVRD"], "is not a receipt state"),
+        (
+            ["https://example.com/", "--kind", "status", "--receipt", "expired"],
+            "needs the receipt kind",
+        ),
     ]:
         refused = run(tmp_path, "callbacks", "add", *args, check=False)
         assert refused.returncode == 2, args

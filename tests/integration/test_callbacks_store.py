@@ -169,29 +169,59 @@ async def test_outcomes_enqueue_callbacks_only_while_a_subscription_is_active(
     assert [e.status if e else None for e in statuses] == [S.PROCESSED] * 3
 
 
-async def test_enqueue_status_for_receipts(db: Database) -> None:
+def a_receipt(event: model.Event, state: str, provider_id: str = "msg1") -> model.Receipt:
+    return model.Receipt(
+        channel=model.Channel.SMS,
+        provider_id=provider_id,
+        state=state,
+        error="001",
+        text=f"id:{provider_id} stat:{state}",
+        received_at=NOW + 50,
+        event_id=event.id,
+        attempt=1,
+        transport="smpp b:2775",
+    )
+
+
+async def test_receipt_callbacks_follow_kinds_and_receipt_filters(db: Database) -> None:
     everything = await subscribe(db)
-    await subscribe(db, statuses=["processed"])
+    statuses_only = await subscribe(db, kinds=["status"])
+    bad_news = await subscribe(db, kinds=["receipt"], receipt_states=["expired", "undeliverable"])
+    processed_only = await subscribe(db, statuses=["processed"])
     e = new_event()
     await insert(db, e)
     (claimed,) = await claim(db)
     await finish(db, claimed)
+    status_subs = {c.subscription_id for c in await log(db) if c.kind == "status"}
+    assert status_subs == {everything, statuses_only, processed_only}
     async with db.connection() as conn:
         stored = await events_store.get_event(conn, e.id)
     assert stored is not None
     async with db.transaction() as conn:
-        count = await callbacks.enqueue_status(
-            conn, stored, kind="receipt", status="delivered", extra={"receipt": "DELIVRD"}
+        delivered_count = await callbacks.enqueue_receipt(
+            conn, stored, a_receipt(stored, "delivered")
         )
-        again = await callbacks.enqueue_status(
-            conn, stored, kind="receipt", status="delivered", extra={"receipt": "DELIVRD"}
+        undeliverable_count = await callbacks.enqueue_receipt(
+            conn, stored, a_receipt(stored, "undeliverable", "msg2")
         )
-    assert count == again == 1  # receipts may repeat; only `everything` matches `delivered`
+    # a final-status filter does not filter receipts; a receipt filter does
+    assert delivered_count == 2
+    assert undeliverable_count == 3
     receipts = [c for c in await log(db) if c.kind == "receipt"]
-    assert {c.subscription_id for c in receipts} == {everything}
+    by_state: dict[str, set[int]] = {}
+    for c in receipts:
+        body = json.loads(c.payload)
+        by_state.setdefault(body["receipt"]["state"], set()).add(c.subscription_id)
+    assert by_state == {
+        "delivered": {everything, processed_only},
+        "undeliverable": {everything, bad_news, processed_only},
+    }
     body = json.loads(receipts[0].payload)
-    assert body["status"] == "delivered"
-    assert body["receipt"] == "DELIVRD"
+    assert body["kind"] == "receipt"
+    assert body["status"] == "processed"  # the event's status; the receipt's state apart
+    assert body["receipt"]["providerId"] in ("msg1", "msg2")
+    assert body["receipt"]["transport"] == "smpp b:2775"
+    assert body["receipt"]["receivedAt"].endswith("Z")
     assert len(body["deliveries"]) == 1
 
 

@@ -42,6 +42,9 @@ def test_environment_beats_toml(tmp_path: Path) -> None:
         ({"TIDINGS_BOUNCE_ADDRESS": "bounces"}, "bounce_address must be an address"),
         ({"TIDINGS_SMTP_HOST": "a.example:25,b.example:http"}, "'b.example:http' has no valid"),
         ({"TIDINGS_SMTP_HOST": "a.example:0"}, "smtp_host: 'a.example:0'"),
+        ({"TIDINGS_SMPP_HOST": " , "}, "smpp_host names no SMSC"),
+        ({"TIDINGS_SMPP_HOST": "smsc1:2775,smsc2:x"}, "smpp_host: 'smsc2:x' has no valid"),
+        ({"TIDINGS_SMPP_HOST": "[::1]:99999"}, r"smpp_host: '\[::1\]:99999'"),
         ({"TIDINGS_CONNECTOR_DOWN_AFTER": "0"}, "connector_down_after must be at least 1"),
         ({"TIDINGS_SMTP_RATE_LIMIT": "-1"}, "smtp_rate_limit must be >= 0"),
     ],
@@ -77,3 +80,15 @@ def test_smtp_relays_in_priority_order() -> None:
         ("2001:db8::1", 2525),
         ("::1", 25),
     ]
+
+
+def test_smscs_in_priority_order_with_smpp_port_as_default() -> None:
+    settings = Settings.load(
+        env={
+            "TIDINGS_SMPP_HOST": "smsc1.example:2775, smsc2.example,[::1]:2776",
+            "TIDINGS_SMPP_PORT": "9000",
+        },
+        toml_path=None,
+    )
+    assert settings.smscs == [("smsc1.example", 2775), ("smsc2.example", 9000), ("::1", 2776)]
+    assert Settings.load(env={}, toml_path=None).smscs == []

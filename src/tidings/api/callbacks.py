@@ -25,13 +25,18 @@ _encode = msgspec.json.Encoder().encode
 
 
 class SubscriptionIn(msgspec.Struct, forbid_unknown_fields=True):
-    """A subscription to create. Without ``secret``, one is generated; empty filters match
-    every event type and every final status."""
+    """A subscription to create. Without ``secret``, one is generated. ``kinds``: ``status``
+    (each event's final status), ``receipt`` (each delivery receipt) or both (the default);
+    empty filters match every event type, every final status and every receipt state
+    (``delivered``, ``undeliverable``, ``expired``, ``rejected``, ``deleted``, ``accepted``,
+    ``enroute``, ``unknown``)."""
 
     url: str
     secret: str | None = None
     eventTypes: list[str] = msgspec.field(default_factory=list)
     statuses: list[str] = msgspec.field(default_factory=list)
+    kinds: list[str] = msgspec.field(default_factory=lambda: ["receipt", "status"])
+    receipts: list[str] = msgspec.field(default_factory=list)
 
 
 class SubscriptionOut(msgspec.Struct, omit_defaults=True):
@@ -41,6 +46,8 @@ class SubscriptionOut(msgspec.Struct, omit_defaults=True):
     url: str
     eventTypes: list[str]
     statuses: list[str]
+    kinds: list[str]
+    receipts: list[str]
     active: bool
     createdAt: str
     secret: str | None = None
@@ -86,6 +93,8 @@ def _subscription_out(s: model.CallbackSubscription, *, secret: bool = False) ->
         url=s.url,
         eventTypes=list(s.event_types),
         statuses=list(s.statuses),
+        kinds=list(s.kinds),
+        receipts=list(s.receipt_states),
         active=s.active,
         createdAt=clock.format_iso(s.created_at),
         secret=s.secret if secret else None,
@@ -119,7 +128,14 @@ def _callback_out(c: model.Callback, tries: list[model.CallbackAttempt]) -> Call
 
 
 def _no_nul(payload: SubscriptionIn) -> None:
-    texts = [payload.url, payload.secret or "", *payload.eventTypes, *payload.statuses]
+    texts = [
+        payload.url,
+        payload.secret or "",
+        *payload.eventTypes,
+        *payload.statuses,
+        *payload.kinds,
+        *payload.receipts,
+    ]
     if any("\x00" in t for t in texts):
         raise ApiError(422, "invalid_field", "fields must not contain NUL characters")
 
@@ -161,6 +177,8 @@ def router(app: App) -> Router:
                 secret=payload.secret,
                 event_types=payload.eventTypes,
                 statuses=payload.statuses,
+                kinds=payload.kinds,
+                receipts=payload.receipts,
             )
         except subscriptions.InvalidSubscription as exc:
             code = "invalid_url" if exc.field == "url" else "invalid_field"

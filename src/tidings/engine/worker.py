@@ -18,7 +18,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tidings import clock, enrichment, metrics, model
@@ -26,6 +26,7 @@ from tidings.channels import base
 from tidings.engine import languages, reconciliation, render, retry, route
 from tidings.settings import Settings
 from tidings.store import batching, catalog, queue
+from tidings.store import callbacks as callbacks_store
 from tidings.store import proofs as proofs_store
 from tidings.store import quarantine as quarantine_store
 from tidings.store import targeting as targeting_store
@@ -55,8 +56,14 @@ class Worker:
         rng: random.Random | None = None,
         counters: metrics.Metrics | None = None,
         enricher: enrichment.Enricher | None = None,
+        on_recorded: Callable[[], None] | None = None,
     ):
+        """``on_recorded`` is called after a commit of outcomes that may have enqueued status
+        callbacks or logged a provider id a receipt names (the App wakes the callback
+        sender with it). On PostgreSQL that commit also notifies ``tidings_callbacks`` when a
+        subscription exists, which wakes the senders of every process, this one's too."""
         self.db = db
+        self.on_recorded = on_recorded
         self.settings = settings
         self.transports = transports
         self.renderer = renderer
@@ -417,7 +424,17 @@ class Worker:
     async def _record(self, completions: list[queue.Completion]) -> list[None]:
         while True:
             try:
-                await self.db.write_many(queue.outcome_steps(completions))
+                steps = queue.outcome_steps(completions)
+                told = any(
+                    c.status in model.FINAL_STATUSES
+                    or (c.delivery is not None and c.delivery.provider_id)
+                    for c in completions
+                )
+                if told and self.db.dialect == "postgresql":
+                    steps.append((callbacks_store.NOTIFY_SENDERS, [()]))
+                await self.db.write_many(steps)
+                if told and self.on_recorded is not None:
+                    self.on_recorded()
                 return [None] * len(completions)
             except Unavailable as exc:
                 # Keep the outcomes until the database is back: the messages were sent, and

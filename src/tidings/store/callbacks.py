@@ -49,34 +49,45 @@ _DELIVERIES_PG = """(SELECT COALESCE(json_agg(json_build_object(
                      'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) ORDER BY d.id), '[]'::json)::text
        FROM deliveries d WHERE d.event_id = $1)"""
 # $1 event id, $2 kind, $3 the payload, or its head without the deliveries when $9 is 1 (then
-# the statement reads them from the delivery log), $4 now, $5 event type, $6 status (matched
-# against the filters), $7 and $8 the event's attempts and status (the fence).
+# the statement reads them from the delivery log), $4 now, $5 event type, $6 the final status
+# or the receipt's state (matched against the subscription's filter for that kind), $7 and $8
+# the event's attempts and status (the fence).
 _ENQUEUE = """INSERT INTO callbacks (subscription_id, event_id, kind, payload, attempts,
        next_at, last_reply, state, created_at)
        SELECT s.id, $1, $2, {prefix} || CASE WHEN {read} = 1 THEN {deliveries} || '}}'
          ELSE '' END, 0, $4, '', 'pending', $4
        FROM callback_subscriptions s
        WHERE s.active = TRUE
+         AND {kind_match}
          AND (s.event_types = '' OR {type_match})
-         AND (s.statuses = '' OR {status_match})
+         AND ({wanted} = '' OR {status_match})
          AND EXISTS (SELECT 1 FROM events e WHERE e.id = $1 AND e.attempts = $7
                      AND e.status = $8)
-         AND ($2 <> 'status' OR NOT EXISTS (SELECT 1 FROM callbacks c
+         AND ({kind} <> 'status' OR NOT EXISTS (SELECT 1 FROM callbacks c
               WHERE c.event_id = $1 AND c.subscription_id = s.id AND c.kind = 'status'))"""
+_WANTED = "(CASE WHEN {kind} = 'receipt' THEN s.receipt_states ELSE s.statuses END)"
+_WANTED_PG = _WANTED.format(kind="$2::text")
+_WANTED_LITE = _WANTED.format(kind="$2")
 ENQUEUE = sql(
     _ENQUEUE.format(
         prefix="$3::text",
         read="$9::int",
         deliveries=_DELIVERIES_PG,
+        kind="$2::text",
+        kind_match=_MATCH_PG.format(column="s.kinds", param="$2"),
         type_match=_MATCH_PG.format(column="s.event_types", param="$5"),
-        status_match=_MATCH_PG.format(column="s.statuses", param="$6"),
-    ).replace("$2 <> 'status'", "$2::text <> 'status'"),
+        wanted=_WANTED_PG,
+        status_match=_MATCH_PG.format(column=_WANTED_PG, param="$6"),
+    ),
     sqlite=_ENQUEUE.format(
         prefix="$3",
         read="$9",
         deliveries=_DELIVERIES_LITE,
+        kind="$2",
+        kind_match=_MATCH_LITE.format(column="s.kinds", param="$2"),
         type_match=_MATCH_LITE.format(column="s.event_types", param="$5"),
-        status_match=_MATCH_LITE.format(column="s.statuses", param="$6"),
+        wanted=_WANTED_LITE,
+        status_match=_MATCH_LITE.format(column=_WANTED_LITE, param="$6"),
     ),
 )
 
@@ -200,9 +211,8 @@ async def enqueue_status(
     """Enqueue a callback about ``event`` (as stored now: its attempts and status) to every
     matching subscription, in the caller's transaction; return how many.
 
-    For a delivery receipt pass ``kind="receipt"``, the receipt's ``status`` (matched against
-    the subscriptions' status filters) and its details in ``extra``. A ``status`` callback is
-    enqueued at most once per subscription and event.
+    For a delivery receipt see :func:`enqueue_receipt`. A ``status`` callback is enqueued at
+    most once per subscription and event.
     """
     when = clock.now_us() if now is None else now
     told = str(event.status) if status is None else status
@@ -219,6 +229,55 @@ async def enqueue_status(
         event,
         kind=kind,
         status=told,
+        fence=(event.attempts, event.status),
+        payload=head,
+        read_deliveries=True,
+        now=when,
+    )
+    return await conn.execute(ENQUEUE, *row)
+
+
+#: PostgreSQL: in the transaction that records outcomes, tell every process's callback sender
+#: (``LISTEN tidings_callbacks``, :mod:`tidings.store.notify`) when there is a subscription to
+#: enqueue for; delivered at commit, and costing no round trip of its own.
+NOTIFY_SENDERS = sql(
+    """SELECT pg_notify('tidings_callbacks', '')
+       WHERE EXISTS (SELECT 1 FROM callback_subscriptions WHERE active = TRUE)""",
+    sqlite="SELECT 1 WHERE 0",
+)
+
+
+async def enqueue_receipt(conn: Connection, event: model.Event, receipt: model.Receipt) -> int:
+    """Enqueue a ``receipt`` callback about ``event`` to every subscription that wants
+    receipts in ``receipt.state``, in the caller's transaction (the one keeping the receipt);
+    return how many. The payload tells the event's status as stored now and, under
+    ``receipt``, the receipt's state, provider id, error code, connector and time. A
+    proof's receipts fire none."""
+    if event.proof_id is not None:
+        return 0
+    when = receipt.received_at
+    head = payload_head(
+        event,
+        kind="receipt",
+        status=str(event.status),
+        reason=event.reason,
+        channel=receipt.channel,
+        finished_at=event.finished_at,
+        extra={
+            "receipt": {
+                "state": receipt.state,
+                "providerId": receipt.provider_id,
+                "error": receipt.error,
+                "transport": receipt.transport,
+                "attempt": receipt.attempt,
+                "receivedAt": clock.format_iso(receipt.received_at),
+            }
+        },
+    )
+    row = _row(
+        event,
+        kind="receipt",
+        status=receipt.state,
         fence=(event.attempts, event.status),
         payload=head,
         read_deliveries=True,
@@ -261,6 +320,14 @@ CLAIM_DUE = sql(
                     ORDER BY next_at LIMIT $3)
        RETURNING {_CB_COLUMNS}""",
 )
+
+
+ANY_DUE = sql("SELECT 1 FROM callbacks WHERE state = 'pending' AND next_at <= $1 LIMIT 1")
+
+
+async def any_due(conn: Connection, now: int) -> bool:
+    """Whether a callback is due (a read: no write transaction when there is nothing to do)."""
+    return await conn.fetchrow(ANY_DUE, now) is not None
 
 
 async def claim_due(

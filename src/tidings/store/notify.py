@@ -1,14 +1,17 @@
-"""Wake-ups across processes on PostgreSQL: ``NOTIFY`` after ingest commits, ``LISTEN`` in
-every worker process.
+"""Wake-ups across processes on PostgreSQL: ``NOTIFY`` after commits, ``LISTEN`` in every
+worker process.
 
-In one process the ingest wakes its own worker directly (``App._on_commit``); other
-processes learn of new events through PostgreSQL. :class:`Notifier` sends
-``pg_notify('tidings_events', '')`` right after each group commit, off the request's path and
+Two channels: ``tidings_events`` (new events were committed: wake the workers) and
+``tidings_callbacks`` (status callbacks were enqueued: wake the callback senders). In one
+process the committer wakes its own worker or sender directly (``App._on_commit``,
+``App._on_callbacks``); other processes learn of it through PostgreSQL. A :class:`Notifier`
+sends ``pg_notify(channel, '')`` right after each commit, off the request's path and
 coalesced (one notification in flight, at most one more owed, however many commits happen
 meanwhile). :class:`Listener` keeps a connection of its own (not from the pool: a pooled
 connection is reset on release, which ends its ``LISTEN``), calls ``on_notify`` for each
-notification, and reconnects when the connection goes; after each (re)connection it calls
-``on_notify`` once too, since notifications sent while it was away are lost.
+notification on its channel, and reconnects when the connection goes; after each
+(re)connection it calls every ``on_notify`` once too, since notifications sent while it was
+away are lost.
 
 Notifications are only a shortcut: a lost one (a crash between commit and ``NOTIFY``, a
 listener reconnecting) delays events until the worker's next poll, never loses them.
@@ -19,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -29,15 +32,21 @@ from tidings.store.database import Database, Unavailable, postgres_dsn, sql
 log = logging.getLogger("tidings.notify")
 
 CHANNEL = "tidings_events"
+CALLBACKS = "tidings_callbacks"
 APPLICATION_NAME = "tidings-listener"
 NOTIFY = sql(f"SELECT pg_notify('{CHANNEL}', '')")
+NOTIFY_CALLBACKS = sql(f"SELECT pg_notify('{CALLBACKS}', '')")
+_NOTIFY = {CHANNEL: NOTIFY, CALLBACKS: NOTIFY_CALLBACKS}
 
 
 class Notifier:
-    """Sends a notification after commits (PostgreSQL only), at most one at a time."""
+    """Sends a notification on ``channel`` after commits (PostgreSQL only), at most one at a
+    time."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, channel: str = CHANNEL):
         self.db = db
+        self.channel = channel
+        self._query = _NOTIFY[channel]
         self._owed = False
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
@@ -53,7 +62,7 @@ class Notifier:
             self._owed = False
             try:
                 async with self.db.connection() as conn:
-                    await conn.execute(NOTIFY)
+                    await conn.execute(self._query)
                 self.sent += 1
             except (Unavailable, asyncpg.PostgresError) as exc:
                 # Workers will find the events at their next poll.
@@ -68,19 +77,22 @@ class Notifier:
 
 
 class Listener:
-    """A dedicated connection listening for new events; reconnects until closed."""
+    """A dedicated connection listening for new events (and, with ``also``, on other
+    channels: ``{channel: on_notify}``); reconnects until closed."""
 
     def __init__(
         self,
         url: str,
         on_notify: Callable[[], None],
         *,
+        also: Mapping[str, Callable[[], None]] | None = None,
         check_every: float = 10.0,
         retry_min: float = 0.2,
         retry_max: float = 5.0,
     ):
         self.url = url
         self.on_notify = on_notify
+        self.handlers: dict[str, Callable[[], None]] = {CHANNEL: on_notify, **(also or {})}
         self.check_every = check_every
         self.retry_min = retry_min
         self.retry_max = retry_max
@@ -96,7 +108,9 @@ class Listener:
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         self.notifications += 1
-        self.on_notify()
+        handler = self.handlers.get(channel)
+        if handler is not None:
+            handler()
 
     async def _run(self) -> None:
         delay = self.retry_min
@@ -124,12 +138,14 @@ class Listener:
         self._conn = conn
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _: lost.set())
-        await conn.add_listener(CHANNEL, self._notified)
+        for channel in self.handlers:
+            await conn.add_listener(channel, self._notified)
         self.connections += 1
         if self.connections > 1:
             log.info("notification listener reconnected")
         self.connected.set()
-        self.on_notify()  # anything committed while we were not listening
+        for handler in self.handlers.values():
+            handler()  # anything committed while we were not listening
         while not conn.is_closed():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(lost.wait(), self.check_every)

@@ -375,9 +375,22 @@ receipts = sa.Table(
     sa.Column("error", sa.Text, nullable=False),
     sa.Column("text", sa.Text, nullable=False, comment="the receipt as received"),
     sa.Column("received_at", BigInt, nullable=False),
-    # The same receipt twice (an SMSC re-sending it) is kept once.
+    sa.Column(
+        "transport",
+        sa.Text,
+        nullable=False,
+        server_default="",
+        comment="the connector (SMSC) the receipt came through",
+    ),
+    # The same receipt twice (an SMSC re-sending it) is kept once; two SMSCs may hand out the
+    # same message ids.
     sa.Index(
-        "ix_receipts_channel_provider_id_state", "channel", "provider_id", "state", unique=True
+        "ix_receipts_channel_transport_provider_id_state",
+        "channel",
+        "transport",
+        "provider_id",
+        "state",
+        unique=True,
     ),
     sa.Index("ix_receipts_event_id", "event_id"),
 )
@@ -397,6 +410,20 @@ callback_subscriptions = sa.Table(
     sa.Column("statuses", sa.Text, nullable=False, comment="comma-separated; empty: all"),
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("created_at", BigInt, nullable=False),
+    sa.Column(
+        "kinds",
+        sa.Text,
+        nullable=False,
+        server_default="receipt,status",
+        comment="comma-separated: status, receipt",
+    ),
+    sa.Column(
+        "receipt_states",
+        sa.Text,
+        nullable=False,
+        server_default="",
+        comment="comma-separated; empty: all",
+    ),
 )
 
 #: The outbox of callbacks: one row per (subscription, event, status or receipt), written in

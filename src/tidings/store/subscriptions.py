@@ -1,8 +1,9 @@
 """Status-callback subscriptions: who gets callbacks, at which URL, signed with which secret.
 
-Filters are kept as comma-separated names (empty: all) so that the enqueueing statement in
-:mod:`tidings.store.callbacks` can match them in SQL. Removing a subscription deactivates it
-(the log keeps naming it) and gives up its pending callbacks.
+Filters (and the kinds of callback wanted) are kept as comma-separated names (empty: all) so
+that the enqueueing statement in :mod:`tidings.store.callbacks` can match them in SQL.
+Removing a subscription deactivates it (the log keeps naming it) and gives up its pending
+callbacks.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from tidings import model
 from tidings.store.database import Connection, Row, sql
 
-_SUB_COLUMNS = "id, url, secret, event_types, statuses, active, created_at"
+_SUB_COLUMNS = "id, url, secret, event_types, statuses, active, created_at, kinds, receipt_states"
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -28,12 +29,15 @@ def _subscription(row: Row) -> model.CallbackSubscription:
         statuses=_split(row[4]),
         active=bool(row[5]),
         created_at=int(row[6]),
+        kinds=_split(row[7]),
+        receipt_states=_split(row[8]),
     )
 
 
 INSERT_SUBSCRIPTION = sql(
     f"""INSERT INTO callback_subscriptions (url, secret, event_types, statuses, active,
-       created_at) VALUES ($1, $2, $3, $4, TRUE, $5) RETURNING {_SUB_COLUMNS}"""
+       created_at, kinds, receipt_states) VALUES ($1, $2, $3, $4, TRUE, $5, $6, $7)
+       RETURNING {_SUB_COLUMNS}"""
 )
 
 
@@ -44,11 +48,20 @@ async def add_subscription(
     *,
     event_types: Sequence[str] = (),
     statuses: Sequence[str] = (),
+    kinds: Sequence[str] = ("receipt", "status"),
+    receipt_states: Sequence[str] = (),
     now: int,
 ) -> model.CallbackSubscription:
     """Subscribe ``url``; filters are names without commas (checked by the caller)."""
     row = await conn.fetchrow(
-        INSERT_SUBSCRIPTION, url, secret, ",".join(event_types), ",".join(statuses), now
+        INSERT_SUBSCRIPTION,
+        url,
+        secret,
+        ",".join(event_types),
+        ",".join(statuses),
+        now,
+        ",".join(kinds),
+        ",".join(receipt_states),
     )
     assert row is not None
     return _subscription(row)
