@@ -342,12 +342,19 @@ async def test_sync_sends_a_definition_changed_since(database_url: str, tmp_path
             json={"name": "orderConfirmation", "label": "Paid orders", "validation": "lenient"},
         )
         assert updated.status_code == 200, updated.text
+        targeting = await control.client.put(
+            "/api/v1/event-types/orderConfirmation/targeting",
+            json={"enrichmentUrl": "https://crm.example.com/x", "enrichmentTimeout": 1.5},
+        )
+        assert targeting.status_code == 200, targeting.text
         synced = await control.client.post("/api/v1/instances/paris/sync")
         assert synced.status_code == 200, synced.text
         [result] = synced.json()
         assert (result["action"], result["outcome"]) == ("publish", "ok")
         there = await execution.client.get("/api/v1/event-types/orderConfirmation")
         assert (there.json()["label"], there.json()["validation"]) == ("Paid orders", "lenient")
+        enrichment = await execution.client.get("/api/v1/event-types/orderConfirmation/targeting")
+        assert enrichment.json()["enrichmentTimeout"] == 1.5
         assert (await control.client.post("/api/v1/instances/paris/sync")).json() == []
 
 
