@@ -185,6 +185,7 @@ class App:
                     event_age=s.event_retention,
                     report_age=s.report_retention,
                     batch=s.retention_batch,
+                    rollup_lag=s.rollup_lag,
                 )
                 self._background.append(asyncio.create_task(purging, name="tidings-retention"))
             if s.rollup_interval > 0:

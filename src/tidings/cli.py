@@ -70,6 +70,10 @@ cli = typer.Typer(
 keys_cli = typer.Typer(help="API keys.", no_args_is_help=True)
 quarantine_cli = typer.Typer(help="Quarantined addresses.", no_args_is_help=True)
 types_cli = typer.Typer(help="Event types.", no_args_is_help=True)
+AuthorOpt = Annotated[
+    str, typer.Option(help="Who saves, publishes or deletes (the audit log's actor).")
+]
+_AUTHOR = os.environ.get("USER", "cli")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(quarantine_cli, name="quarantine")
 cli.add_typer(types_cli, name="event-types")
@@ -641,10 +645,15 @@ def types_show(name: str) -> None:
 
 
 @types_cli.command("delete")
-def types_delete(name: str) -> None:
-    """Delete an event type (refused while its events are queued)."""
-    _control(lambda app: eventtypes.delete(app.db, name))
+def types_delete(name: str, author: AuthorOpt = _AUTHOR) -> None:
+    """Delete an event type (refused while its events are queued); each channel it routed is
+    unpublished here and on every registered execution instance (exit status 3 if one of
+    them failed)."""
+    results = _control(
+        lambda app: distribution.delete_event_type(app.db, app.settings, name, actor=author)
+    )
     out.print(f"deleted {name}")
+    _print_deliveries(results)
 
 
 @types_cli.command("example")
@@ -675,8 +684,6 @@ def types_profile(
 # ---------------------------------------------------------------------------- templates
 
 ChannelArg = Annotated[model.Channel, typer.Argument(help="email, sms, push or webhook.")]
-AuthorOpt = Annotated[str, typer.Option(help="Who saves or publishes (the audit log's actor).")]
-_AUTHOR = os.environ.get("USER", "cli")
 
 
 def _control(action: Callable[[App], Awaitable[T]]) -> T:
@@ -834,8 +841,10 @@ def templates_publish(
 def _print_deliveries(results: list[publishing.Delivered]) -> None:
     """One line per execution instance; exit status 3 if one failed."""
     for r in results:
-        if r.outcome == "ok":
-            out.print(f"  {r.instance}: ok ({r.action}, HTTP {r.httpStatus})", markup=False)
+        if r.outcome in ("ok", "superseded"):
+            out.print(
+                f"  {r.instance}: {r.outcome} ({r.action}, HTTP {r.httpStatus})", markup=False
+            )
         else:
             status = "no answer" if r.httpStatus is None else f"HTTP {r.httpStatus}"
             out.print(
@@ -843,7 +852,7 @@ def _print_deliveries(results: list[publishing.Delivered]) -> None:
                 f"{r.error}",
                 markup=False,
             )
-    if any(r.outcome != "ok" for r in results):
+    if any(r.outcome == "failed" for r in results):
         err.print("some instances failed; retry with: tidings instances sync NAME")
         raise typer.Exit(3)
 
@@ -900,7 +909,11 @@ def instances_add(
     """Register an execution instance to publish to (then `sync` sends it what is
     published already)."""
     added = _control(
-        lambda app: instances.add(app.db, instances.NewInstance(name, base_url, credential))
+        lambda app: instances.add(
+            app.db,
+            instances.NewInstance(name, base_url, credential),
+            allow_http=app.settings.instance_allow_http,
+        )
     )
     out.print(f"registered {added.name} at {added.baseUrl}")
 

@@ -372,7 +372,14 @@ class Settings:
         "signed with their subscription's own secret.",
     )
     instance_timeout: float = _field(
-        10.0, "Seconds a publication's delivery to one execution instance may take in all."
+        10.0,
+        "Seconds one attempt to deliver a publication to an execution instance may take "
+        "(each of the instance_attempts is bounded by it).",
+    )
+    instance_allow_http: bool = _field(
+        False,
+        "Take http:// execution instance URLs on any host (by default only on a loopback "
+        "host: the credential sent can rewrite the instance's templates).",
     )
     instance_attempts: int = _field(
         3, "Attempts to deliver a publication to an execution instance before it is failed."

@@ -410,7 +410,7 @@ async def test_the_console_lists_instances_and_retries_one(
             data={"name": "paris", "base_url": "ftp://x", "credential": "k", "_csrf": token},
         )
         assert bad.status_code == 422
-        assert "baseUrl is an http:// or https:// URL" in bad.text
+        assert "baseUrl: the URL must start with http:// or https://" in bad.text
         assert await instances.list_all(control.app.db) == []
 
         # The instance's key, made before it starts (it is down for now).

@@ -252,6 +252,28 @@ async def test_the_app_purges_periodically(database_url: str) -> None:
         assert len(await report(app.db)) == 1
 
 
+async def test_the_app_purges_only_what_its_rollup_lag_has_rolled_up(database_url: str) -> None:
+    """TIDINGS_ROLLUP_LAG holds for the purge's roll-up too: an event that finished within
+    the lag is not rolled up yet, so the periodic purge keeps it."""
+    settings = settings_for(
+        database_url,
+        event_retention=86400.0,
+        retention_interval=0.05,
+        report_retention=0.0,
+        rollup_interval=0.0,
+        rollup_lag=4 * 86400.0,
+    )
+    async with App.running(settings, migrate_schema=False) as app:
+        await add(app.db, NOW - 6 * DAY, S.PROCESSED)  # finished before now - lag: goes
+        await add(app.db, NOW - 2 * DAY, S.PROCESSED)  # past retention, within the lag: stays
+        for _ in range(200):
+            if (await counts(app.db))["events"] == 1:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # several more rounds
+        assert (await counts(app.db))["events"] == 1
+
+
 # -- the migrations build the declared schema --------------------------------------------------
 
 

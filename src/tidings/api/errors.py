@@ -17,7 +17,8 @@ The body is always JSON::
       ``unknown_profile``, ``not_published``, ``unknown_instance``, ``unknown_proof``
 405   ``method_not_allowed``
 409   ``duplicate_event_type``, ``event_type_in_use`` (events of the type are queued),
-      ``duplicate_instance``
+      ``duplicate_instance``, ``stale_publication`` (an execution instance applied a newer
+      change of the event type's channel already)
 413   ``body_too_large``, ``batch_too_large``
 415   ``unsupported_media_type`` (send ``application/json``)
 422   ``invalid_field``, ``missing_field``, ``unknown_field``, ``invalid_email``,

@@ -21,7 +21,7 @@ from tidings.api import admin, auth, intake
 from tidings.api.errors import ErrorResponse, ok
 from tidings.app import App
 from tidings.control import catalog as control_catalog
-from tidings.control import eventtypes
+from tidings.control import distribution, eventtypes
 
 _definition = msgspec.json.Decoder(eventtypes.Definition)
 _profile = msgspec.json.Decoder(eventtypes.Profile)
@@ -112,6 +112,8 @@ def router(app: App) -> Router:
     @delete(
         "/event-types/{name:str}",
         summary="Delete an event type (refused while its events are queued)",
+        description="Each channel it routed is unpublished, here and on every registered "
+        "execution instance (the results are in each instance's deliveries and the audit log).",
         guards=[admin_scope],
         operation_id="deleteEventType",
         tags=["event types"],
@@ -121,8 +123,10 @@ def router(app: App) -> Router:
             **ERRORS,
         },
     )
-    async def remove(name: FromPath[str]) -> None:
-        await eventtypes.delete(db, name)
+    async def remove(request: Request[Any, Any, Any], name: FromPath[str]) -> None:
+        await distribution.delete_event_type(
+            db, app.settings, name, actor=auth.current_key(request).name
+        )
         await app.refresh_routing()
 
     @get(

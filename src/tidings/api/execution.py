@@ -6,17 +6,20 @@ a control instance is given such a key, never an ingest or admin one.
 - ``PUT /api/v1/execution/publications/{type}/{channel}``: apply one (a
   :class:`~tidings.control.remote.Shipment`) in one transaction; the same hash again
   answers ``changed: false``;
-- ``DELETE /api/v1/execution/publications/{type}/{channel}``: stop routing it.
+- ``DELETE /api/v1/execution/publications/{type}/{channel}?sequence=N``: stop routing it.
+
+A change older (by its ``sequence``) than one applied already answers 409
+``stale_publication`` and changes nothing.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, put
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath
+from litestar.params import FromPath, QueryParameter
 
 from tidings.api import auth, intake
 from tidings.api import templates as template_routes
@@ -58,8 +61,10 @@ def router(app: App) -> Router:
         f"{_BASE}/{{event_type:str}}/{{channel:str}}",
         summary="Apply a publication sent by the control instance",
         description='Body: `{"eventType": {name, label, defaultChannel, spec, targeting}, '
-        '"contentHash": "<sha-256 hex>", "bundle": "<the bundle JSON, as hashed>"}`. '
-        "All of it is applied in one transaction, or nothing is.",
+        '"contentHash": "<sha-256 hex>", "bundle": "<the bundle JSON, as hashed>", '
+        '"sequence": <the control instance\'s audit id>}`. '
+        "All of it is applied in one transaction, or nothing is. The definition and targeting "
+        "are checked as the control instance checks them.",
         guards=[publish_scope],
         operation_id="applyPublication",
         tags=["execution"],
@@ -69,9 +74,12 @@ def router(app: App) -> Router:
             **_errors(
                 e400="Malformed JSON",
                 e404="Unknown channel",
+                e409="A newer change of the pair is applied here (stale_publication)",
                 e413="Body too large",
                 e415="Not JSON",
-                e422="hash_mismatch, invalid_bundle, wrong_publication or an invalid field",
+                e422="hash_mismatch, invalid_bundle, wrong_publication, channel_not_allowed or "
+                "an invalid field of the definition or targeting (invalid_field, invalid_name, "
+                "invalid_schema)",
             ),
         },
     )
@@ -94,14 +102,24 @@ def router(app: App) -> Router:
         status_code=200,
         responses={
             200: ResponseSpec(remote.Applied, description="Removed (changed: false if none)"),
-            **_errors(e404="Unknown channel"),
+            **_errors(
+                e404="Unknown channel",
+                e409="A newer change of the pair is applied here (stale_publication)",
+            ),
         },
     )
     async def remove(
-        request: Request[Any, Any, Any], event_type: FromPath[str], channel: FromPath[str]
+        request: Request[Any, Any, Any],
+        event_type: FromPath[str],
+        channel: FromPath[str],
+        sequence: Annotated[int | None, QueryParameter(ge=0)] = None,
     ) -> Response[bytes]:
         done = await remote.remove(
-            db, event_type, template_routes.channel_of(channel), actor=who(request)
+            db,
+            event_type,
+            template_routes.channel_of(channel),
+            actor=who(request),
+            sequence=sequence,
         )
         if done.changed:
             await app.refresh_routing()

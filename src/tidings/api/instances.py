@@ -54,7 +54,7 @@ def router(app: App) -> Router:
     )
     async def add(request: Request[Any, Any, Any]) -> Response[bytes]:
         new = intake.decode(await intake.read_body(request), _new)
-        return ok(await instances.add(db, new), 201)
+        return ok(await instances.add(db, new, allow_http=app.settings.instance_allow_http), 201)
 
     @get(
         "/instances",

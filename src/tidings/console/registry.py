@@ -31,7 +31,7 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
             field(form, "name"), field(form, "base_url"), field(form, "credential")
         )
         try:
-            added = await instances.add(db, new)
+            added = await instances.add(db, new, allow_http=app.settings.instance_allow_http)
         except errors.ControlError as exc:
             return await monitor.instances_page(app, request, status=exc.status, error=exc.message)
         return await monitor.instances_page(
@@ -57,7 +57,7 @@ def handlers(app: App) -> list[HTTPRouteHandler]:
             results = await distribution.sync(db, app.settings, name)
         except errors.ControlError as exc:
             return await monitor.instances_page(app, request, status=exc.status, error=exc.message)
-        failed = [r for r in results if r.outcome != "ok"]
+        failed = [r for r in results if r.outcome == "failed"]
         if failed:
             notice, error = "", f"{len(failed)} of {len(results)} deliveries to {name} failed."
         elif results:

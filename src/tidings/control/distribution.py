@@ -1,11 +1,17 @@
 """Delivering publications to the registered execution instances.
 
 :func:`publish` and :func:`unpublish` apply a change here as :mod:`.publishing` does, then
-deliver it to every registered instance concurrently over HTTP (each request bounded by
+deliver it to every registered instance concurrently over HTTP (each attempt bounded by
 ``instance_timeout``, tried up to ``instance_attempts`` times when the instance does not
-answer or answers 5xx/429), recording one result per instance. With no instance registered
-they are the local call only. :func:`sync` catches a lagging instance up: it reads what the
-instance holds and sends what differs (and the unpublications it missed).
+answer or answers 5xx/429), recording one result per instance; :func:`delete_event_type`
+deletes an event type and delivers the unpublication of each channel it routed. With no
+instance registered they are the local call only. :func:`sync` catches a lagging instance
+up: it reads what the instance holds and sends what differs (bundle or definition) and the
+unpublications it missed.
+
+Every change carries its audit line id as ``sequence``; an instance that applied a newer one
+answers ``stale_publication``, recorded as ``superseded`` (not a failure). A 2xx answer is
+``ok`` only if it is the :class:`~.remote.Applied` of what was sent.
 """
 
 from __future__ import annotations
@@ -17,17 +23,18 @@ import httpx
 import msgspec
 
 from tidings import clock, model
-from tidings.control import errors, eventtypes, instances, publishing, remote
+from tidings.control import errors, instances, publishing, remote
 from tidings.settings import Settings
 from tidings.store import design
 from tidings.store import instances as store
-from tidings.store import targeting as targeting_store
 from tidings.store.database import Connection, Database
 
 PATH = "/api/v1/execution/publications"
 _MAX_ERROR = 500
 _encode = msgspec.json.Encoder().encode
 _holdings = msgspec.json.Decoder(list[remote.Holding])
+_applied = msgspec.json.Decoder(remote.Applied)
+OK, FAILED, SUPERSEDED = "ok", "failed", "superseded"
 
 
 class _Answer(msgspec.Struct, frozen=True):
@@ -35,20 +42,22 @@ class _Answer(msgspec.Struct, frozen=True):
     error: str
     attempts: int
     body: bytes = b""
+    code: str = ""
 
     @property
     def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
+        """A 2xx answer (not found to be wrong: ``code`` empty)."""
+        return self.status is not None and 200 <= self.status < 300 and not self.code
 
 
-def _reason(response: httpx.Response) -> str:
-    """What an instance's error answer says (its code and message, when it is ours)."""
+def _reason(response: httpx.Response) -> tuple[str, str]:
+    """What an instance's error answer says: its code (when it is ours) and a reason."""
     try:
         body: Any = response.json()
         error = body["error"]
-        return f"{error['code']}: {error['message']}"[:_MAX_ERROR]
+        return str(error["code"]), f"{error['code']}: {error['message']}"[:_MAX_ERROR]
     except (ValueError, KeyError, TypeError):
-        return f"HTTP {response.status_code}: {response.text[:200]}"
+        return "", f"HTTP {response.status_code}: {response.text[:200]}"
 
 
 async def _call(
@@ -64,7 +73,7 @@ async def _call(
     if body is not None:
         headers["Content-Type"] = "application/json"
     status: int | None = None
-    error = ""
+    error = code = ""
     attempt = 0
     for attempt in range(1, settings.instance_attempts + 1):
         try:
@@ -74,17 +83,17 @@ async def _call(
                 )
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             status = None
-            error = _transport_error(exc, settings)
+            error, code = _transport_error(exc, settings), ""
         else:
             status = response.status_code
             if response.is_success:
                 return _Answer(status, "", attempt, response.content)
-            error = _reason(response)
+            code, error = _reason(response)
             if status < 500 and status != 429:
                 break
         if attempt < settings.instance_attempts:
             await asyncio.sleep(0.2 * attempt)
-    return _Answer(status, error, attempt)
+    return _Answer(status, error, attempt, code=code)
 
 
 def _transport_error(exc: BaseException, settings: Settings) -> str:
@@ -95,23 +104,66 @@ def _transport_error(exc: BaseException, settings: Settings) -> str:
     return f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]
 
 
-async def _shipment(
-    conn: Connection, event_type: str, channel: model.Channel
-) -> remote.Shipment | None:
-    """What to send for (event type, channel): its definition and routed bundle (None when
-    nothing with a bundle is routed there)."""
-    row = await design.get_event_type(conn, event_type)
-    current = await design.active_publication(conn, event_type, channel)
-    if row is None or current is None or current.bundle is None:
-        return None
-    definition = remote.Definition(
-        row.name,
-        row.label,
-        row.default_channel,
-        eventtypes.parse_spec(row.spec),
-        await targeting_store.get_targeting(conn, event_type),
+class _Change(msgspec.Struct, frozen=True):
+    """What (event type, channel) is here now: the audit line it carries out, the content
+    hash, and the shipment (None: an unpublication)."""
+
+    event_type: str
+    channel: model.Channel
+    audit_id: int | None
+    content_hash: str
+    shipment: remote.Shipment | None
+
+
+def _change(
+    event_type: str,
+    channel: model.Channel,
+    publication: design.PublicationRow | None,
+    definition: remote.Definition | None,
+    latest: tuple[int, str, str] | None,
+) -> _Change:
+    audit_id = None if latest is None else latest[0]
+    if publication is None or publication.bundle is None or definition is None:
+        return _Change(event_type, channel, audit_id, "" if latest is None else latest[2], None)
+    shipment = remote.Shipment(
+        definition,
+        publication.content_hash,
+        publication.bundle,
+        publication.published_by,
+        audit_id,
     )
-    return remote.Shipment(definition, current.content_hash, current.bundle, current.published_by)
+    return _Change(event_type, channel, audit_id, publication.content_hash, shipment)
+
+
+async def _current(conn: Connection, event_type: str, channel: model.Channel) -> _Change:
+    """What to send for (event type, channel) now: its definition and routed bundle, or its
+    unpublication when nothing with a bundle is routed there."""
+    publication = await design.active_publication(conn, event_type, channel)
+    definitions = await remote.definitions_of(conn, {event_type})
+    latest = await design.latest_audit(conn, event_type, channel)
+    return _change(event_type, channel, publication, definitions.get(event_type), latest)
+
+
+def _checked_answer(change: _Change, answer: _Answer) -> _Answer:
+    """``answer`` if it is not a 2xx, or a 2xx that is the :class:`~.remote.Applied` of what
+    was sent; otherwise a failed answer saying what is wrong with it."""
+    if not answer.ok:
+        return answer
+    try:
+        applied = _applied.decode(answer.body)
+    except msgspec.DecodeError:
+        problem = "the answer is not the result of applying the change"
+    else:
+        if (applied.eventType, applied.channel) != (change.event_type, change.channel):
+            problem = f"the answer is about {applied.eventType} {applied.channel}"
+        elif change.shipment is not None and applied.contentHash != change.content_hash:
+            problem = (
+                f"the instance holds {applied.contentHash or 'nothing'}, "
+                f"not the {change.content_hash} sent"
+            )
+        else:
+            return answer
+    return _Answer(answer.status, problem[:_MAX_ERROR], answer.attempts, code="bad_answer")
 
 
 async def _deliver_one(
@@ -119,45 +171,38 @@ async def _deliver_one(
     client: httpx.AsyncClient,
     settings: Settings,
     row: store.InstanceRow,
-    audit_id: int | None,
-    event_type: str,
-    channel: model.Channel,
-    content_hash: str,
-    shipment: remote.Shipment | None,
+    change: _Change,
 ) -> publishing.Delivered:
-    path = f"{PATH}/{event_type}/{channel}"
-    if shipment is None:
-        answer = await _call(client, settings, row, "DELETE", path)
-        action = "unpublish"
+    path = f"{PATH}/{change.event_type}/{change.channel}"
+    if change.shipment is None:
+        query = "" if change.audit_id is None else f"?sequence={change.audit_id}"
+        answer = await _call(client, settings, row, "DELETE", path + query)
     else:
-        answer = await _call(client, settings, row, "PUT", path, _encode(shipment))
-        action = "publish"
-    return await _record(db, row, audit_id, event_type, channel, action, content_hash, answer)
+        answer = await _call(client, settings, row, "PUT", path, _encode(change.shipment))
+    return await _record(db, row, change, _checked_answer(change, answer))
 
 
 async def _record(
-    db: Database,
-    row: store.InstanceRow,
-    audit_id: int | None,
-    event_type: str,
-    channel: model.Channel,
-    action: str,
-    content_hash: str,
-    answer: _Answer,
+    db: Database, row: store.InstanceRow, change: _Change, answer: _Answer
 ) -> publishing.Delivered:
     now = clock.now_us()
-    outcome = "ok" if answer.ok else "failed"
+    if answer.ok:
+        outcome = OK
+    elif answer.status == 409 and answer.code == "stale_publication":
+        outcome = SUPERSEDED
+    else:
+        outcome = FAILED
     async with db.transaction() as conn:
         done = await store.add_delivery(
             conn,
             store.DeliveryRow(
                 0,
                 row.name,
-                audit_id,
-                event_type,
-                channel,
-                action,
-                content_hash,
+                change.audit_id,
+                change.event_type,
+                change.channel,
+                "unpublish" if change.shipment is None else "publish",
+                change.content_hash,
                 outcome,
                 answer.status,
                 answer.error,
@@ -166,7 +211,11 @@ async def _record(
             ),
         )
         await store.mark_instance(
-            conn, row.name, outcome, answer.error, None if answer.status is None else now
+            conn,
+            row.name,
+            FAILED if outcome == FAILED else OK,
+            answer.error if outcome == FAILED else "",
+            None if answer.status is None else now,
         )
     return instances.delivered(done)
 
@@ -184,30 +233,11 @@ async def deliver(
         targets = await store.list_instances(conn)
         if not targets:
             return []
-        latest = await design.latest_audit(conn, event_type, channel)
-        shipment = await _shipment(conn, event_type, channel)
-    audit_id = None if latest is None else latest[0]
-    if shipment is not None:
-        content_hash = shipment.contentHash
-    else:
-        content_hash = "" if latest is None else latest[2]
+        change = await _current(conn, event_type, channel)
     async with _client(settings) as client:
         return list(
             await asyncio.gather(
-                *(
-                    _deliver_one(
-                        db,
-                        client,
-                        settings,
-                        row,
-                        audit_id,
-                        event_type,
-                        channel,
-                        content_hash,
-                        shipment,
-                    )
-                    for row in targets
-                )
+                *(_deliver_one(db, client, settings, row, change) for row in targets)
             )
         )
 
@@ -237,15 +267,24 @@ async def unpublish(
     return await deliver(db, settings, event_type, channel)
 
 
-#: One delivery a sync makes: (event type, channel, content hash, what to send — None to
-#: unpublish —, the audit line it carries out).
-_Due = tuple[str, model.Channel, str, remote.Shipment | None, int | None]
+async def delete_event_type(
+    db: Database, settings: Settings, name: str, *, actor: str
+) -> list[publishing.Delivered]:
+    """Delete an event type here (:func:`.publishing.delete_event_type`: each channel it
+    routed is unpublished and logged), then deliver those unpublications to every instance."""
+    stopped = await publishing.delete_event_type(db, name, actor=actor)
+    delivered: list[publishing.Delivered] = []
+    for channel in stopped:
+        delivered += await deliver(db, settings, name, channel)
+    return delivered
 
 
 async def sync(db: Database, settings: Settings, name: str) -> list[publishing.Delivered]:
     """Catch an instance up: read what it holds, send each publication routed here that it
-    lacks (or holds another version of) and each unpublication it missed. Nothing to send:
-    an empty list. :class:`~tidings.control.errors.Unreachable` if it cannot be read."""
+    lacks (or holds another version or definition of) and unpublish what it holds that is
+    not routed here. Each change is read again just before it is sent; once the instance
+    stops answering, the rest are recorded as not attempted. Nothing to send: an empty
+    list. :class:`~tidings.control.errors.Unreachable` if it cannot be read."""
     async with db.connection() as conn:
         row = await store.get_instance(conn, name)
         if row is None:
@@ -260,39 +299,55 @@ async def sync(db: Database, settings: Settings, name: str) -> list[publishing.D
         if held is None:
             async with db.transaction() as conn:
                 contacted = None if answer.status is None else clock.now_us()
-                await store.mark_instance(conn, name, "failed", answer.error, contacted)
+                await store.mark_instance(conn, name, FAILED, answer.error, contacted)
             raise errors.Unreachable(
                 "instance_unreachable", f"instance {name!r}: {answer.error}", field="name"
             )
         async with db.connection() as conn:
-            due = await _due(conn, {(h.eventType, h.channel): h.contentHash for h in held})
+            due = await _due(conn, {(h.eventType, h.channel): h for h in held})
         if not due:
             async with db.transaction() as conn:
-                await store.mark_instance(conn, name, "ok", "", clock.now_us())
+                await store.mark_instance(conn, name, OK, "", clock.now_us())
             return []
-        return [
-            await _deliver_one(db, client, settings, row, audit_id, et, ch, digest, shipment)
-            for et, ch, digest, shipment, audit_id in due
-        ]
+        results: list[publishing.Delivered] = []
+        for planned in due:
+            if results and results[-1].httpStatus is None and results[-1].outcome == FAILED:
+                skipped = _Answer(None, "not attempted: the instance stopped answering", 0)
+                results.append(await _record(db, row, planned, skipped))
+                continue
+            async with db.connection() as conn:
+                change = await _current(conn, planned.event_type, planned.channel)
+            results.append(await _deliver_one(db, client, settings, row, change))
+        return results
 
 
-async def _due(conn: Connection, there: dict[tuple[str, model.Channel], str]) -> list[_Due]:
-    """What an instance holding ``there`` (content hashes) lacks: the publications routed
-    here with another hash there or none, and the unpublications of what it still holds."""
+async def _due(
+    conn: Connection, there: dict[tuple[str, model.Channel], remote.Holding]
+) -> list[_Change]:
+    """What an instance holding ``there`` lacks: the publications routed here with another
+    bundle or definition there or none, and the unpublication of each pair it holds that was
+    published from here and is not routed here any more (whatever the last audit line says;
+    a pair this instance never published is the execution instance's own business)."""
     local = await design.list_active_publications(conn)
-    due: list[_Due] = []
+    definitions = await remote.definitions_of(conn, {p.event_type for p in local})
+    latest = await design.latest_audits(conn)
+    due: list[_Change] = []
     for p in local:
-        if p.bundle is None or there.get((p.event_type, p.channel)) == p.content_hash:
+        definition = definitions.get(p.event_type)
+        if p.bundle is None or definition is None:
             continue
-        shipment = await _shipment(conn, p.event_type, p.channel)
-        latest = await design.latest_audit(conn, p.event_type, p.channel)
-        if shipment is not None:
-            due.append((p.event_type, p.channel, p.content_hash, shipment, latest and latest[0]))
+        held = there.get((p.event_type, p.channel))
+        if (
+            held is not None
+            and held.contentHash == p.content_hash
+            and held.definitionHash == remote.definition_hash(definition)
+        ):
+            continue
+        found = latest.get((p.event_type, str(p.channel)))
+        due.append(_change(p.event_type, p.channel, p, definition, found))
     routed = {(p.event_type, p.channel) for p in local}
-    for (event_type, channel), content_hash in sorted(there.items()):
-        if (event_type, channel) in routed:
-            continue
-        latest = await design.latest_audit(conn, event_type, channel)
-        if latest is not None and latest[1] == "unpublish":
-            due.append((event_type, channel, content_hash, None, latest[0]))
+    for (event_type, channel), holding in sorted(there.items()):
+        found = latest.get((event_type, str(channel)))
+        if (event_type, channel) not in routed and found is not None:
+            due.append(_Change(event_type, channel, found[0], holding.contentHash, None))
     return due

@@ -168,8 +168,9 @@ def check_name(name: str) -> None:
         )
 
 
-def checked(definition: Definition) -> tuple[str, Spec]:
-    """Validate a definition; its label and spec."""
+def check_definition(definition: Definition) -> tuple[str, Spec]:
+    """Validate a definition (:class:`~tidings.control.errors.Invalid` naming the field);
+    its label and spec."""
     check_name(definition.name)
     for name, value in (
         ("label", definition.label),
@@ -231,7 +232,7 @@ def _check_seeds(seeds: Seeds) -> None:
 async def create(db: Database, definition: Definition) -> EventTypeInfo:
     """Create an event type; :class:`~tidings.control.errors.Conflict` if the name is taken
     (names differing only in case are the same name)."""
-    label, spec = checked(definition)
+    label, spec = check_definition(definition)
     now = clock.now_us()
     async with db.transaction() as conn:
         taken = {t.name.lower() for t in await design.list_event_types(conn)}
@@ -254,7 +255,7 @@ async def update(db: Database, name: str, definition: Definition) -> EventTypeIn
         raise errors.Invalid(
             "invalid_field", "an event type cannot be renamed; name must match", field="$.name"
         )
-    label, spec = checked(definition)
+    label, spec = check_definition(definition)
     async with db.transaction() as conn:
         if not await design.update_event_type(
             conn, name, label, definition.defaultChannel, _encode(spec).decode(), clock.now_us()
@@ -283,21 +284,6 @@ async def list_all(db: Database) -> list[EventTypeInfo]:
     """Every event type, by name."""
     async with db.connection() as conn:
         return [_info(r) for r in await design.list_event_types(conn)]
-
-
-async def delete(db: Database, name: str) -> None:
-    """Delete an event type, its template versions and test profiles; refused
-    (:class:`~tidings.control.errors.Conflict`) while events of the type are queued."""
-    async with db.transaction() as conn:
-        if await design.get_event_type(conn, name) is None:
-            raise unknown(name)
-        queued = await design.count_queued(conn, name)
-        if queued:
-            raise errors.Conflict(
-                "event_type_in_use",
-                f"{queued} event(s) of type {name!r} are queued; delete it once they are done",
-            )
-        await design.delete_event_type(conn, name)
 
 
 class CompiledSpec(msgspec.Struct, frozen=True):

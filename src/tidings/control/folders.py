@@ -290,7 +290,7 @@ def read_type(path: Path) -> TypeFolder:
             },
             eventtypes.Definition,
         )
-        eventtypes.checked(definition)
+        eventtypes.check_definition(definition)
     except msgspec.ValidationError as exc:
         raise TemplateFolderError(f"{toml_path}: {exc}") from None
     except errors.ControlError as exc:
@@ -389,7 +389,8 @@ async def _save(db: Database, tree: Tree, author: str) -> list[Imported]:
         except errors.NotFound:
             await eventtypes.create(db, d)
         else:
-            if info.spec() != eventtypes.checked(d)[1] or info.label != (d.label or d.name):
+            label, spec = eventtypes.check_definition(d)
+            if info.spec() != spec or info.label != label:
                 await eventtypes.update(db, d.name, d)
         for channel, draft in folder.drafts.items():
             newest = await _newest(db, d.name, channel)

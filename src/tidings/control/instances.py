@@ -3,17 +3,19 @@ them publications).
 
 An instance is registered with a name, its base URL and a credential: an API key of that
 instance holding the ``publish`` scope (``tidings keys create NAME --scope publish`` there).
-The credential is kept to send with, and never shown.
+The credential is kept to send with, and never shown. It can rewrite the instance's
+templates, so it travels over https only, but to a loopback host (or where the operator
+allowed plain http with ``instance_allow_http``).
 """
 
 from __future__ import annotations
 
 import re
 
-import httpx
 import msgspec
 
 from tidings import clock
+from tidings.channels import destination
 from tidings.control import errors, publishing
 from tidings.store import instances as store
 from tidings.store.database import Database
@@ -74,7 +76,7 @@ def delivered(row: store.DeliveryRow) -> publishing.Delivered:
     )
 
 
-def _checked(new: NewInstance) -> NewInstance:
+def _checked(new: NewInstance, allow_http: bool) -> NewInstance:
     if not NAME.match(new.name):
         raise errors.Invalid(
             "invalid_name",
@@ -84,21 +86,19 @@ def _checked(new: NewInstance) -> NewInstance:
         )
     base = new.baseUrl.strip().rstrip("/")
     try:
-        url = httpx.URL(base)
-    except (httpx.InvalidURL, TypeError):
-        url = None
-    if (
-        url is None
-        or url.scheme not in ("http", "https")
-        or not url.host
-        or url.query
-        or url.fragment
-        or url.userinfo
-        or len(base) > 2000
-    ):
+        url = destination.parse_url(base)
+    except destination.DestinationError as exc:
+        raise errors.Invalid("invalid_url", f"baseUrl: {exc}", field="$.baseUrl") from None
+    if url.query or url.fragment or "?" in base or "#" in base:
+        raise errors.Invalid(
+            "invalid_url", "baseUrl must not carry a query or fragment", field="$.baseUrl"
+        )
+    if url.scheme == "http" and not allow_http and not _loopback(url.host):
         raise errors.Invalid(
             "invalid_url",
-            "baseUrl is an http:// or https:// URL without credentials, query or fragment",
+            "baseUrl must be https:// (the credential can rewrite the instance's templates); "
+            "http:// is taken for a loopback host, or everywhere with "
+            "TIDINGS_INSTANCE_ALLOW_HTTP",
             field="$.baseUrl",
         )
     credential = new.credential.strip()
@@ -111,9 +111,18 @@ def _checked(new: NewInstance) -> NewInstance:
     return NewInstance(new.name, base, credential)
 
 
-async def add(db: Database, new: NewInstance) -> Instance:
-    """Register an instance; :class:`~tidings.control.errors.Conflict` if the name is taken."""
-    new = _checked(new)
+def _loopback(host: str) -> bool:
+    address = destination.literal_address(host)
+    if address is None:
+        return host.lower() == "localhost"
+    return destination.kind_of(address) == "loopback"
+
+
+async def add(db: Database, new: NewInstance, *, allow_http: bool = False) -> Instance:
+    """Register an instance; :class:`~tidings.control.errors.Conflict` if the name is taken,
+    :class:`~tidings.control.errors.Invalid` (``invalid_url``) for an ``http://`` URL to a
+    host that is not loopback unless ``allow_http``."""
+    new = _checked(new, allow_http)
     now = clock.now_us()
     async with db.transaction() as conn:
         if not await store.insert_instance(conn, new.name, new.baseUrl, new.credential, now):
@@ -142,7 +151,7 @@ async def get(db: Database, name: str, limit: int = 20) -> InstanceDetail:
         row = await store.get_instance(conn, name)
         if row is None:
             raise unknown(name)
-        found = await store.list_deliveries(conn, name, limit)
+        found = await store.list_deliveries(conn, name, limit, row.created_at)
     return InstanceDetail(_instance(row), [delivered(d) for d in found])
 
 

@@ -91,8 +91,9 @@ async def validate(
 
 class Delivered(msgspec.Struct, frozen=True):
     """What delivering a publication (or an unpublication) to one execution instance did:
-    ``outcome`` is ``ok`` or ``failed`` (``error`` says why; ``httpStatus`` is the
-    instance's answer, null when it gave none)."""
+    ``outcome`` is ``ok``, ``failed`` (``error`` says why; ``httpStatus`` is the
+    instance's answer, null when it gave none) or ``superseded`` (the instance applied a
+    newer change of the pair already)."""
 
     instance: str
     eventType: str
@@ -228,6 +229,28 @@ async def stop_routing(
         clock.now_us(),
     )
     return current
+
+
+async def delete_event_type(db: Database, name: str, *, actor: str) -> list[model.Channel]:
+    """Delete an event type, its template versions and test profiles, unpublishing (and
+    logging) each channel it routed; those channels. Refused
+    (:class:`~tidings.control.errors.Conflict`) while events of the type are queued."""
+    async with db.transaction() as conn:
+        if await design.get_event_type(conn, name) is None:
+            raise eventtypes.unknown(name)
+        queued = await design.count_queued(conn, name)
+        if queued:
+            raise errors.Conflict(
+                "event_type_in_use",
+                f"{queued} event(s) of type {name!r} are queued; delete it once they are done",
+            )
+        stopped = []
+        for publication in await design.list_active_publications(conn):
+            if publication.event_type == name:
+                await stop_routing(conn, name, publication.channel, actor=actor)
+                stopped.append(publication.channel)
+        await design.delete_event_type(conn, name)
+    return stopped
 
 
 class AuditEntry(msgspec.Struct, frozen=True):

@@ -513,6 +513,45 @@ async def latest_audit(
     return None if row is None else (int(row[0]), str(row[1]), str(row[2]))
 
 
+#: The newest sequence a control instance applied per (event type, channel), on an execution
+#: instance: a ``revisions`` row named ``publication/<type>/<channel>``.
+START_SEQUENCE = sql(
+    "INSERT INTO revisions (name, value) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING"
+)
+ADVANCE_SEQUENCE = sql("UPDATE revisions SET value = $2 WHERE name = $1 AND value <= $2")
+LOCK_SEQUENCE = sql("UPDATE revisions SET value = value WHERE name = $1")
+
+
+async def claim_sequence(
+    conn: Connection, event_type: str, channel: model.Channel, sequence: int | None
+) -> bool:
+    """In a transaction: lock (event type, channel) until it ends (concurrent changes of the
+    pair wait their turn) and record ``sequence`` as the newest applied; False, recording
+    nothing, if a newer one was applied already. ``None`` only locks."""
+    name = f"publication/{event_type}/{channel}"
+    await conn.execute(START_SEQUENCE, name)
+    if sequence is None:
+        await conn.execute(LOCK_SEQUENCE, name)
+        return True
+    return bool(await conn.execute(ADVANCE_SEQUENCE, name, sequence))
+
+
+LATEST_AUDITS = sql(
+    """SELECT a.id, a.event_type, a.channel, a.action, a.content_hash FROM publication_audit a
+       JOIN (SELECT event_type, channel, MAX(id) AS id FROM publication_audit
+             GROUP BY event_type, channel) m ON a.id = m.id"""
+)
+
+
+async def latest_audits(conn: Connection) -> dict[tuple[str, str], tuple[int, str, str]]:
+    """The newest audit line of every (event type, channel) that has one: (id, action,
+    content hash)."""
+    return {
+        (str(r[1]), str(r[2])): (int(r[0]), str(r[3]), str(r[4]))
+        for r in await conn.fetch(LATEST_AUDITS)
+    }
+
+
 LIST_AUDIT = sql(
     """SELECT id, event_type, channel, action, version_number, publication_id, content_hash,
        actor, created_at FROM publication_audit WHERE ($1 = '' OR event_type = $1)

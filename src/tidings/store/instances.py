@@ -130,8 +130,8 @@ _DELIVERY_COLUMNS = """id, instance, audit_id, event_type, channel, action, cont
     outcome, http_status, error, attempts, created_at"""
 
 LIST_DELIVERIES = sql(
-    f"""SELECT {_DELIVERY_COLUMNS} FROM instance_deliveries WHERE instance = $1
-        ORDER BY id DESC LIMIT $2"""
+    f"""SELECT {_DELIVERY_COLUMNS} FROM instance_deliveries
+        WHERE instance = $1 AND created_at >= $3 ORDER BY id DESC LIMIT $2"""
 )
 
 
@@ -152,9 +152,11 @@ def _delivery(r: Row) -> DeliveryRow:
     )
 
 
-async def list_deliveries(conn: Connection, instance: str, limit: int) -> list[DeliveryRow]:
-    """An instance's deliveries, newest first."""
-    return [_delivery(r) for r in await conn.fetch(LIST_DELIVERIES, instance, limit)]
+async def list_deliveries(
+    conn: Connection, instance: str, limit: int, since: int = 0
+) -> list[DeliveryRow]:
+    """An instance's deliveries made at ``since`` or later, newest first."""
+    return [_delivery(r) for r in await conn.fetch(LIST_DELIVERIES, instance, limit, since)]
 
 
 DELIVERED_FOR_AUDIT = sql(

@@ -184,6 +184,7 @@ async def run_periodically(
     report_age: float,
     batch: int = BATCH,
     first_delay: float | None = None,
+    rollup_lag: float = 10.0,
 ) -> None:
     """Purge every ``interval`` seconds until cancelled (the first round after a random
     delay of up to a minute, so that nodes started together do not purge together)."""
@@ -193,7 +194,12 @@ async def run_periodically(
         delay = interval
         try:
             done = await purge(
-                db, now=clock.now_us(), event_age=event_age, report_age=report_age, batch=batch
+                db,
+                now=clock.now_us(),
+                event_age=event_age,
+                report_age=report_age,
+                batch=batch,
+                rollup_lag=rollup_lag,
             )
         except Unavailable as exc:
             log.warning("retention: database unavailable: %s", exc)
