@@ -101,6 +101,10 @@ async def closed_loop(
     return result
 
 
+#: Seconds an idle connection may be reused: below the server's keep-alive timeout.
+KEEP_ALIVE_REUSE = 4.0
+
+
 async def open_loop(
     url: str, key: str, body: Callable[[int], bytes], *, rate: float, seconds: float
 ) -> Result:
@@ -108,11 +112,22 @@ async def open_loop(
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     result = Result()
-    idle: list[Connection] = []
+    # Idle connections with the time they were last used. One idle longer than the server's
+    # keep-alive timeout (uvicorn: 5 s) may be closed by the server just as a request is
+    # written to it; as HTTP clients do, such connections are dropped, not reused.
+    idle: list[tuple[Connection, float]] = []
     pending: set[asyncio.Task[None]] = set()
 
+    async def connection() -> Connection:
+        while idle:
+            conn, used = idle.pop()
+            if time.monotonic() - used < KEEP_ALIVE_REUSE:
+                return conn
+            conn.close()
+        return await Connection.open(host, port)
+
     async def one(n: int) -> None:
-        conn = idle.pop() if idle else await Connection.open(host, port)
+        conn = await connection()
         try:
             status, answer = await conn.request(post_request(url, key, body(n)))
         except (OSError, asyncio.IncompleteReadError) as exc:
@@ -120,7 +135,7 @@ async def open_loop(
             name = type(exc).__name__
             result.errors[name] = result.errors.get(name, 0) + 1
             return
-        idle.append(conn)
+        idle.append((conn, time.monotonic()))
         if status == 201:
             result.accepted.append((_event_id(answer), time.time_ns() // 1000))
         else:
@@ -138,6 +153,6 @@ async def open_loop(
     if pending:
         await asyncio.gather(*pending)
     result.finished = time.perf_counter()
-    for conn in idle:
+    for conn, _ in idle:
         conn.close()
     return result
