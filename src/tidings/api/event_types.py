@@ -18,7 +18,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 
 from tidings.api import admin, auth, intake
-from tidings.api.errors import ErrorResponse, ok
+from tidings.api.errors import ErrorResponse, documented, ok
 from tidings.app import App
 from tidings.control import catalog as control_catalog
 from tidings.control import distribution, eventtypes
@@ -27,16 +27,14 @@ _definition = msgspec.json.Decoder(eventtypes.Definition)
 _profile = msgspec.json.Decoder(eventtypes.Profile)
 _encode = msgspec.json.Encoder().encode
 
-ERRORS = {
-    code: ResponseSpec(ErrorResponse, description=text)
-    for code, text in {
+ERRORS = documented(
+    {
         400: "Malformed JSON",
-        401: "Missing, unknown or revoked API key",
-        403: "The API key lacks the admin scope",
         404: "Unknown event type (or profile)",
         422: "Invalid field, name or schema (the error names it)",
-    }.items()
-}
+    },
+    scope="admin",
+)
 
 
 def router(app: App) -> Router:

@@ -19,7 +19,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 
 from tidings.api import auth, intake, templates
-from tidings.api.errors import ApiError, ErrorResponse, ok
+from tidings.api.errors import ApiError, documented, ok
 from tidings.app import App
 from tidings.control import proofs
 
@@ -32,16 +32,14 @@ class ProofIn(msgspec.Struct, forbid_unknown_fields=True):
 
 _proof_in = msgspec.json.Decoder(ProofIn)
 
-ERRORS = {
-    code: ResponseSpec(ErrorResponse, description=text)
-    for code, text in {
+ERRORS = documented(
+    {
         400: "Malformed JSON",
-        401: "Missing, unknown or revoked API key",
-        403: "The API key lacks the admin scope",
         404: "Unknown event type, channel, version, profile or proof",
         422: "No seed addresses for the channel, or a version that fails validation",
-    }.items()
-}
+    },
+    scope="admin",
+)
 
 
 def router(app: App) -> Router:

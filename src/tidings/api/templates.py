@@ -18,7 +18,7 @@ from litestar.params import FromPath, QueryParameter
 
 from tidings import model
 from tidings.api import auth, intake
-from tidings.api.errors import ApiError, ErrorResponse, ok
+from tidings.api.errors import ApiError, documented, ok
 from tidings.app import App
 from tidings.control import blocks, distribution, publishing, templates
 from tidings.control import validation as checks
@@ -40,16 +40,14 @@ class ValidationOut(msgspec.Struct):
     issues: list[checks.Issue]
 
 
-ERRORS = {
-    code: ResponseSpec(ErrorResponse, description=text)
-    for code, text in {
+ERRORS = documented(
+    {
         400: "Malformed JSON",
-        401: "Missing, unknown or revoked API key",
-        403: "The API key lacks the admin scope",
         404: "Unknown event type, version, profile or block",
         422: "Invalid content, channel or version (the error names it)",
-    }.items()
-}
+    },
+    scope="admin",
+)
 
 
 def channel_of(text: str) -> model.Channel:
