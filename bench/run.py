@@ -14,7 +14,11 @@ fresh database, exactly as a user would run it, and drives it over loopback:
 - ``e2e``: ``tidings serve`` delivering by SMTP to Postfix's ``smtp-sink`` while wrk POSTs
   events for the run's length; throughput = events / (last SMTP 250 - first event received),
   the backlog drained included, i.e. the rate at which the single process delivers.
-- ``latency``: the same set-up, events POSTed at a fixed rate (open loop, default 200/s);
+- ``delivery``: the worker alone, as django-post-office's ``send_queued_mail`` is measured:
+  ``tidings api`` takes POSTs from wrk for the run's length and stops; then ``tidings worker``
+  drains the queue to ``smtp-sink``; rate = events delivered / the time from the worker's
+  start to an empty queue.
+- ``latency``: the same set-up as ``e2e``, events POSTed at a fixed rate (open loop, default 200/s);
   latency = the event's SMTP 250 (``sent_at``, written by the worker when the server accepted
   the message) minus the moment the client had its 201.
 
@@ -41,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.request import urlopen
 
@@ -143,7 +147,10 @@ def tidings(
     folder: Path,
     smtp_port: int | None = None,
     processes: int = 1,
+    serves_http: bool = True,
 ) -> Iterator[Running]:
+    """``tidings VERB`` running; with ``serves_http`` (not ``tidings worker``), once it has
+    printed its API key and answers ``/healthz``."""
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -163,7 +170,7 @@ def tidings(
         )
     try:
         deadline = time.monotonic() + 60
-        key = None
+        key = None if serves_http else ""
         while key is None:
             if process.poll() is not None:
                 raise RuntimeError(f"tidings {verb} exited:\n{log.read_text()}")
@@ -173,7 +180,7 @@ def tidings(
             key = found.group(0) if found else None
             time.sleep(0.05)
         url = f"http://127.0.0.1:{port}"
-        while True:
+        while serves_http:
             with contextlib.suppress(OSError), urlopen(url + "/healthz", timeout=1):
                 break
             time.sleep(0.05)
@@ -208,6 +215,23 @@ def event_rows(database_url: str) -> list[tuple[int, str, int | None]]:
     return [(ids.from_db(i), status, sent) for i, status, sent in rows]
 
 
+def queue_left(database_url: str) -> int:
+    """How many events are still pending or processing."""
+    query = "SELECT COUNT(*) FROM events WHERE status IN ('pending', 'processing')"
+    if database_url.startswith("sqlite"):
+        with contextlib.closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as c:
+            return int(c.execute(query).fetchone()[0])
+
+    async def fetch() -> int:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return int(await conn.fetchval(query))
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
+
+
 def wait_done(
     database_url: str, count: int, timeout: float = 600.0
 ) -> list[tuple[int, str, int | None]]:
@@ -235,6 +259,8 @@ class Row:
     db: str
     value: str
     detail: str
+    #: The scenario's figures as numbers, by name, for scripts that compute with them.
+    figures: dict[str, float] = field(default_factory=dict)
 
 
 WRK_SCRIPT = """
@@ -383,6 +409,32 @@ def scenario_e2e(db: str, folder: Path, seconds: float, processes: int = 1) -> R
     )
 
 
+def scenario_delivery(db: str, folder: Path, seconds: float, processes: int = 1) -> Row:
+    with fresh_database(db, folder) as url, smtp_sink() as sink:
+        with tidings("api", url, folder) as running:
+            script = post_script(folder, running.key)
+            wrk(script, running.url + "/api/v1/events", seconds, warm_up=False)
+        queued = queue_left(url)
+        start = time.perf_counter()
+        with tidings("worker", url, folder, smtp_port=sink, processes=processes, serves_http=False):
+            while queue_left(url):
+                time.sleep(0.1)
+            took = time.perf_counter() - start
+        rows = event_rows(url)
+    sent = [s for _, status, s in rows if status == "processed" and s is not None]
+    active = len(sent) / ((max(sent) - min(sent)) / 1e6)
+    return Row(
+        "delivery (worker alone)",
+        db,
+        f"{len(sent) / took:,.0f} emails/s",
+        f"{len(sent)}/{queued} queued events delivered to smtp-sink in {took:.1f} s from the "
+        f"start of tidings worker (its start-up included; {active:,.0f}/s from the first SMTP "
+        f"250 to the last); queue filled beforehand through the API by wrk for "
+        f"{seconds:.0f} s; {processes} process{'es' if processes > 1 else ''}",
+        {"wall": len(sent) / took, "active": active},
+    )
+
+
 def event_received(database_url: str) -> dict[int, int]:
     query = "SELECT id, received_at FROM events"
     if database_url.startswith("sqlite"):
@@ -448,7 +500,7 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default="sqlite,postgresql")
-    parser.add_argument("--scenarios", default="ingest,batch,e2e,latency")
+    parser.add_argument("--scenarios", default="ingest,batch,e2e,delivery,latency")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of timed runs")
     parser.add_argument("--rate", type=float, default=200.0, help="rate of the latency run")
     parser.add_argument(
@@ -468,6 +520,8 @@ def main() -> None:
                         row = scenario_batch(db, folder, args.seconds, n, args.batch_size)
                     elif name == "e2e":
                         row = scenario_e2e(db, folder, args.seconds, n)
+                    elif name == "delivery":
+                        row = scenario_delivery(db, folder, args.seconds, n)
                     elif name == "latency":
                         row = scenario_latency(db, folder, args.seconds, args.rate)
                     else:
