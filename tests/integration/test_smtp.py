@@ -570,6 +570,29 @@ async def test_a_refused_recipient_mid_pipeline() -> None:
     assert server.connections == 1
 
 
+async def test_the_same_reply_lines_again_and_again_keep_their_meaning() -> None:
+    # Replies seen before are parsed once and reused (MAIL, RCPT and DATA get the same line
+    # every time): a repeated refusal still refuses its own message only, and the final
+    # replies, each naming its own queue id, still give each message its id.
+    def refuse(address: str) -> str | None:
+        return "550 5.1.1 No such user" if address.startswith("bad") else None
+
+    recipients = [f"{'bad' if n % 3 == 1 else 'r'}{n}@example.org" for n in range(9)]
+    async with ScriptServer(rcpt=refuse) as server, client(server.port, pool_size=1) as t:
+        outcomes = await asyncio.gather(
+            *(t.send_raw("a@example.com", rcpt, message(n)) for n, rcpt in enumerate(recipients))
+        )
+    for rcpt, outcome in zip(recipients, outcomes, strict=True):
+        if rcpt.startswith("bad"):
+            assert (outcome.kind, outcome.reply) == (FAILED, "550 5.1.1 No such user")
+        else:
+            assert outcome.kind == DELIVERED
+    ids = [o.provider_id for o in outcomes if o.kind == DELIVERED]
+    assert len(set(ids)) == 6
+    assert all(ids)
+    assert [r.rcpt_tos[0] for r in server.received] == [r for r in recipients if "bad" not in r]
+
+
 @pytest.mark.parametrize(("offered", "wanted"), [(True, False), (False, True)])
 async def test_lockstep_without_pipelining(offered: bool, wanted: bool) -> None:
     async with (

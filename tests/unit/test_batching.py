@@ -94,3 +94,54 @@ async def test_closed_committer_refuses_and_empty_submissions_write_nothing() ->
     with pytest.raises(batching.Closed):
         await committer.submit_many([3, 4])
     assert flush.batches == [[1]]
+
+
+async def test_posted_items_join_batches_with_waiting_callers_and_close_writes_them() -> None:
+    flush = Recorder()
+    committer: batching.GroupCommitter[int, str] = batching.GroupCommitter(flush, max_items=100)
+    flush.gate.clear()
+    blocker = asyncio.ensure_future(committer.submit(0))
+    for _ in range(3):  # the first flush takes [0] and waits at the gate
+        await asyncio.sleep(0)
+    committer.post(1)
+    waiting = asyncio.ensure_future(committer.submit(2))
+    committer.post(3)
+    await asyncio.sleep(0)
+    assert committer.backlog == 3
+    flush.gate.set()
+    await blocker
+    # The waiting caller gets its own result, not a posted item's.
+    assert await waiting == "r2"
+    committer.post(4)
+    await committer.aclose()  # writes what was posted before it
+    # 2 came after 3: its caller's task ran after both posts.
+    assert flush.batches == [[0], [1, 3, 2], [4]]
+    with pytest.raises(batching.Closed):
+        committer.post(5)
+
+
+async def test_a_failed_batch_of_posted_items_is_logged_and_the_callers_in_it_fail(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flush = Recorder()
+    flush.fail = {11}
+    committer: batching.GroupCommitter[int, str] = batching.GroupCommitter(flush, name="outcomes")
+    flush.gate.clear()
+    blocker = asyncio.ensure_future(committer.submit(10))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    committer.post(11)
+    committer.post(12)
+    waiting = asyncio.ensure_future(committer.submit(13))
+    await asyncio.sleep(0)
+    flush.gate.set()
+    assert await blocker == "r10"
+    with pytest.raises(OSError, match="disk full"):
+        await waiting
+    committer.post(14)  # the committer goes on after a failed batch
+    await committer.aclose()
+    assert flush.batches == [[10], [14]]
+    failed = [r for r in caplog.records if r.name == "tidings.batching"]
+    assert [r.getMessage() for r in failed] == ["outcomes: 2 posted items not written"]
+    assert failed[0].exc_info is not None
+    assert "disk full" in str(failed[0].exc_info[1])

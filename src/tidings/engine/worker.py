@@ -1,11 +1,13 @@
 """The worker: claim due events, route, check, render, deliver, record.
 
 One loop claims batches of due events (one transaction, which also reads the routing
-revision) while up to ``worker_concurrency`` events are being sent. Each event runs as its
-own task: :func:`route.decide`, rendering, ``Transport.send`` (no database connection is held
-meanwhile), then its :class:`~tidings.store.queue.Completion` joins the next group commit of
-outcomes. The loop sleeps until woken (a commit in this process, a notification) or until the
-poll interval passes.
+revision) while up to ``worker_concurrency`` events are being sent; once all are taken, it
+claims again when half the slots are free (one claim of many events, not one per finished
+event). Each event runs as its own task: :func:`route.decide`, rendering, ``Transport.send``
+(no database connection is held meanwhile), then its :class:`~tidings.store.queue.Completion`
+is posted to the next group commit of outcomes (the task ends there; nothing waits for the
+commit but ``stop``). The loop sleeps until woken (a commit in this process, a
+notification) or until the poll interval passes.
 
 Stopping: claiming stops at once; in-flight sends get ``shutdown_grace`` seconds to finish,
 and events still in flight after that are released to the queue for another worker.
@@ -75,7 +77,11 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._inflight: dict[int, tuple[int, asyncio.Task[None]]] = {}
-        self._slots = asyncio.Semaphore(settings.worker_concurrency)
+        # Once every send slot is taken, the next claim waits until this many are free: one
+        # claim of many events rather than a claim (a write transaction and three reads) for
+        # every event that finishes. Half the slots stay busy meanwhile, which is plenty.
+        self._min_claim = max(1, min(settings.claim_batch, settings.worker_concurrency) // 2)
+        self._room = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.recorder: batching.GroupCommitter[queue.Completion, None] = batching.GroupCommitter(
             self._record, max_items=1000, name="outcomes"
@@ -143,10 +149,10 @@ class Worker:
         wake-up or the next poll). A claim capped by free capacity, or a full one, is
         followed by another at once."""
         free = self.settings.worker_concurrency - len(self._inflight)
-        if free <= 0:
-            # Wait for a send to finish rather than spinning (or for a wake-up: stop() must
+        if free < self._min_claim and self._inflight:
+            # Wait for sends to finish rather than spinning (or for a wake-up: stop() must
             # not wait for a busy worker's sends beyond the grace period).
-            await self._wait_for_slot()
+            await self._wait_for_room()
             return False
         limit = min(free, self.settings.claim_batch)
         now = clock.now_us()
@@ -174,23 +180,20 @@ class Worker:
                 )
         loop = asyncio.get_running_loop()
         for event in claimed:
-            await self._slots.acquire()
             task = loop.create_task(self._process(event, quarantined, profiles.get(event.id)))
             self._inflight[event.id] = (event.attempts, task)
         return len(claimed) < limit
 
-    async def _wait_for_slot(self) -> None:
-        """Until a send slot is free or the worker is woken."""
-        slot = asyncio.ensure_future(self._slots.acquire())
+    async def _wait_for_room(self) -> None:
+        """Until ``_min_claim`` send slots are free or the worker is woken."""
+        self._room.clear()
+        room = asyncio.ensure_future(self._room.wait())
         woken = asyncio.ensure_future(self._wake.wait())
         try:
-            await asyncio.wait((slot, woken), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((room, woken), return_when=asyncio.FIRST_COMPLETED)
         finally:
+            room.cancel()
             woken.cancel()
-            if slot.done() and not slot.cancelled():
-                self._slots.release()
-            else:
-                slot.cancel()
 
     async def _proof(self, proof_id: int) -> model.Publication | None:
         """A proof's bundle (read once; None once the proof is gone)."""
@@ -220,7 +223,9 @@ class Worker:
         about = {"event_id": str(event.id)}
         try:
             completion = await self.handle(event, quarantined, profile)
-            await self.recorder.submit(completion)
+            # Not awaited: the outcome joins the next group commit (``stop`` writes the
+            # last ones); until then the event stays claimed under its lease.
+            self.recorder.post(completion)
             if event.proof_id is None:  # proofs are not counted
                 self.metrics.recorded(event.type, completion.status)
             if completion.status in _LOGGED_AT_INFO:
@@ -236,7 +241,8 @@ class Worker:
             log.exception("event %s: unexpected error", event.id, extra=about)
         finally:
             self._inflight.pop(event.id, None)
-            self._slots.release()
+            if self.settings.worker_concurrency - len(self._inflight) >= self._min_claim:
+                self._room.set()
 
     async def handle(
         self, event: model.Event, quarantined: set[str], profile: model.Profile | None = None

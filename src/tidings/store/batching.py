@@ -9,15 +9,21 @@ batch gets the exception and nothing of the batch was written.
 
 The items of one :meth:`GroupCommitter.submit_many` call are never split between batches:
 they are written in one transaction (a batch may exceed ``max_items`` to hold them), and
-their caller waits on one future, not one per item.
+their caller waits on one future, not one per item. :meth:`GroupCommitter.post` hands in an
+item without waiting for it at all (the worker's outcomes: nothing waits on them but the
+next claim); a failed batch is then logged, and :meth:`GroupCommitter.aclose` still writes
+everything posted before it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
+
+log = logging.getLogger("tidings.batching")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -43,8 +49,9 @@ class GroupCommitter(Generic[T, R]):
         self._max_delay = max_delay
         self._name = name
         self._items: list[T] = []
-        # One (future, item count) per caller, in the order of their items.
-        self._waiters: list[tuple[asyncio.Future[list[R]], int]] = []
+        # One (future, item count) per caller, in the order of their items; no future for
+        # posted items.
+        self._waiters: list[tuple[asyncio.Future[list[R]] | None, int]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -75,6 +82,15 @@ class GroupCommitter(Generic[T, R]):
         self._ensure_running()
         return await future
 
+    def post(self, item: T) -> None:
+        """Write one item with the next batch, without waiting for it (a failure is logged)."""
+        if self._closing:
+            raise Closed(f"{self._name} is closed")
+        self._items.append(item)
+        self._waiters.append((None, 1))
+        self._wake.set()
+        self._ensure_running()
+
     @property
     def backlog(self) -> int:
         """Items waiting for a batch."""
@@ -102,9 +118,14 @@ class GroupCommitter(Generic[T, R]):
             try:
                 results = await self._flush(items)
             except BaseException as exc:
-                for future, _ in waiters:
-                    if not future.done():
+                posted = 0
+                for future, n in waiters:
+                    if future is None:
+                        posted += n
+                    elif not future.done():
                         future.set_exception(exc)
+                if posted and not isinstance(exc, asyncio.CancelledError):
+                    log.error("%s: %d posted items not written", self._name, posted, exc_info=exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
@@ -112,7 +133,7 @@ class GroupCommitter(Generic[T, R]):
             self.items_written += len(items)
             start = 0
             for future, n in waiters:
-                if not future.done():
+                if future is not None and not future.done():
                     future.set_result(list(results[start : start + n]))
                 start += n
 

@@ -81,11 +81,11 @@ def build(
     """The whole message, headers and body, ready for SMTP ``DATA`` (not dot-stuffed)."""
     lines: list[str] = [
         "Date: " + _date((clock.now_us() if date_us is None else date_us) // 1_000_000),
-        _fold("From: " + format_address(message.sender)),
+        _mailbox_header("From", message.sender),
         _fold("To: " + format_address(message.to)),
     ]
     if message.reply_to is not None:
-        lines.append(_fold("Reply-To: " + format_address(message.reply_to)))
+        lines.append(_mailbox_header("Reply-To", message.reply_to))
     lines.append(_fold("Subject: " + _unstructured(_LINE_BREAKS.sub(" ", message.subject))))
     lines.append("Message-ID: <" + _message_id(message.message_id) + ">")
     for name, value in message.headers:
@@ -117,6 +117,12 @@ def format_address(address: model.EmailAddress) -> str:
     if not address.name:
         return addr_spec
     return f"{_phrase(address.name)} <{addr_spec}>"
+
+
+@functools.lru_cache(maxsize=1024)
+def _mailbox_header(name: str, address: model.EmailAddress) -> str:
+    """A From or Reply-To line: the same few addresses (a template's) in every message."""
+    return _fold(f"{name}: {format_address(address)}")
 
 
 @functools.lru_cache(maxsize=4096)

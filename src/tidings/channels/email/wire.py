@@ -168,6 +168,12 @@ class Watchdog:
             self._task.cancel()
 
 
+#: Single-line replies already parsed, by their bytes (shared by every connection: a reply
+#: is immutable). Filled until it holds ``_KNOWN_REPLIES_MAX`` lines.
+_KNOWN_REPLIES: dict[bytes, Reply] = {}
+_KNOWN_REPLIES_MAX = 256
+
+
 class Connection:
     __slots__ = (
         "buffer",
@@ -215,6 +221,14 @@ class Connection:
         # Replies are parsed from our own buffer, filled a whole read at a time: pipelined
         # replies arrive together, and one read serves them all.
         buffer = self.buffer
+        end = buffer.find(b"\n")
+        if end >= 0:
+            # Most replies are one line a server sends again and again ("250 2.1.5 Ok"):
+            # those are parsed once.
+            known = _KNOWN_REPLIES.get(bytes(buffer[: end + 1]))
+            if known is not None:
+                del buffer[: end + 1]
+                return known
         lines: list[str] = []
         while True:
             end = buffer.find(b"\n")
@@ -239,6 +253,11 @@ class Connection:
         reply = Reply(int(line[:3]), tuple(lines))
         if reply.code == 421:  # the server is closing this connection (RFC 5321 3.8)
             raise Lost(errors.TemporaryFailure(str(reply)), again=True)
+        if len(lines) == 1 and len(_KNOWN_REPLIES) < _KNOWN_REPLIES_MAX:
+            # Final replies often name a queue id, unique to each message, so the cache is
+            # capped and never evicted: the repeated replies to MAIL, RCPT and DATA come in
+            # a connection's first transaction, before unique lines can fill it.
+            _KNOWN_REPLIES[line] = reply
         return reply
 
     async def command(self, line: bytes | None) -> Reply:
