@@ -138,6 +138,7 @@ class Running:
     url: str
     key: str
     database_url: str
+    process: subprocess.Popen[bytes]
 
 
 @contextlib.contextmanager
@@ -184,7 +185,7 @@ def tidings(
             with contextlib.suppress(OSError), urlopen(url + "/healthz", timeout=1):
                 break
             time.sleep(0.05)
-        yield Running(url, key, database_url)
+        yield Running(url, key, database_url, process)
     finally:
         process.terminate()
         try:
@@ -416,13 +417,20 @@ def scenario_delivery(db: str, folder: Path, seconds: float, processes: int = 1)
             wrk(script, running.url + "/api/v1/events", seconds, warm_up=False)
         queued = queue_left(url)
         start = time.perf_counter()
-        with tidings("worker", url, folder, smtp_port=sink, processes=processes, serves_http=False):
+        worker = tidings("worker", url, folder, sink, processes, serves_http=False)
+        with worker as running:
+            deadline = start + 600
             while queue_left(url):
+                if running.process.poll() is not None:
+                    raise RuntimeError(f"tidings worker exited ({running.process.returncode})")
+                if time.perf_counter() > deadline:
+                    raise RuntimeError("the queue was not drained in 600 s")
                 time.sleep(0.1)
             took = time.perf_counter() - start
         rows = event_rows(url)
     sent = [s for _, status, s in rows if status == "processed" and s is not None]
-    active = len(sent) / ((max(sent) - min(sent)) / 1e6)
+    span = (max(sent) - min(sent)) / 1e6 if sent else 0.0
+    active = len(sent) / span if span else float("nan")
     return Row(
         "delivery (worker alone)",
         db,

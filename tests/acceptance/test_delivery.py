@@ -719,6 +719,32 @@ async def test_stopping_a_worker_with_every_slot_busy_still_keeps_to_the_grace(
     ] * 3
 
 
+async def test_slow_sends_holding_most_slots_do_not_keep_new_events_from_the_free_ones(
+    serve: Serve,
+) -> None:
+    # Four slots: once they are all taken, the worker claims again when two are free, or
+    # after a short wait whatever is free. Three sends hang, so one slot stays free.
+    handler = Staller(stall=lambda rcpts: rcpts[0].startswith("slow"))
+    async with tracked_aiosmtpd_server(handler) as server:
+        settings = smtp(server.port, smtp_timeout=30.0, smtp_pool_size=8)
+        async with serve(**settings, worker_concurrency=4) as live:
+            for n in range(3):
+                await send(live, f"slow{n}@example.org")
+
+            async def three_stalled() -> bool:
+                return len(handler.stalled) == 3
+
+            await eventually(three_stalled)
+            fast = [await send(live, f"fast{n}@example.org") for n in range(3)]
+            for event_id in fast:
+                event = await live.wait_status(event_id, "processed", within=5.0)
+                assert event["attempts"] == 1
+            assert len(handler.stalled) == 3  # still hanging: the fast ones used the free slot
+    assert sorted(r.rcpt_tos[0] for r in handler.received) == [
+        f"fast{n}@example.org" for n in range(3)
+    ]
+
+
 async def test_stopping_cuts_a_hung_smtp_connection_after_the_grace(
     database_url: str, serve: Serve
 ) -> None:

@@ -36,7 +36,8 @@ CACHES = {
 }
 
 POST_OFFICE = {
-    "BACKENDS": {"default": "django.core.mail.backends.smtp.EmailBackend"},
+    # Django's SMTP backend, noting the time of each accepted email (benchsite/timed_smtp.py).
+    "BACKENDS": {"default": "benchsite.timed_smtp.TimedEmailBackend"},
     "DEFAULT_PRIORITY": "medium",
     # send_queued_mail: each process takes its share of a batch and sends it over this many
     # threads, each with its own kept-open SMTP connection.

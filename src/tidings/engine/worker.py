@@ -41,6 +41,9 @@ _FINAL_KIND = {
     model.OutcomeKind.FAILED: S.DELIVERY_FAILED,
     model.OutcomeKind.IGNORED: S.IGNORED,
 }
+# Once the send slots are taken, how long a claim waits for half of them to free up before
+# it takes what is free anyway (seconds).
+_ROOM_WAIT = 0.05
 # Outcomes an operator wants to see without debug logging (one line per event).
 _LOGGED_AT_INFO = frozenset({S.DELIVERY_FAILED, S.ROUTING_FAILED, S.TOO_OLD, S.TARGETING_FAILED})
 
@@ -148,12 +151,15 @@ class Worker:
         the queue gave fewer events than asked for (nothing more is due: time to wait for a
         wake-up or the next poll). A claim capped by free capacity, or a full one, is
         followed by another at once."""
-        free = self.settings.worker_concurrency - len(self._inflight)
-        if free < self._min_claim and self._inflight:
+        free = self._free()
+        if free < self._min_claim and (self._inflight or self.recorder.backlog):
             # Wait for sends to finish rather than spinning (or for a wake-up: stop() must
-            # not wait for a busy worker's sends beyond the grace period).
+            # not wait for a busy worker's sends beyond the grace period), but briefly:
+            # slow sends (a tarpitting server) must not keep due events from free slots.
             await self._wait_for_room()
-            return False
+            free = self._free()
+            if free <= 0 or self._stopping:
+                return False
         limit = min(free, self.settings.claim_batch)
         now = clock.now_us()
         lease_until = now + int(self.settings.lease_seconds * 1_000_000)
@@ -184,13 +190,22 @@ class Worker:
             self._inflight[event.id] = (event.attempts, task)
         return len(claimed) < limit
 
+    def _free(self) -> int:
+        """Send slots free. Outcomes waiting for their commit hold theirs: a database slower
+        than the sends slows the claims instead of letting unwritten outcomes pile up (and
+        outlive their leases)."""
+        return self.settings.worker_concurrency - len(self._inflight) - self.recorder.backlog
+
     async def _wait_for_room(self) -> None:
-        """Until ``_min_claim`` send slots are free or the worker is woken."""
+        """Until ``_min_claim`` send slots are free, the worker is woken, or ``_ROOM_WAIT``
+        seconds have passed."""
         self._room.clear()
         room = asyncio.ensure_future(self._room.wait())
         woken = asyncio.ensure_future(self._wake.wait())
         try:
-            await asyncio.wait((room, woken), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                (room, woken), timeout=_ROOM_WAIT, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             room.cancel()
             woken.cancel()
@@ -241,7 +256,7 @@ class Worker:
             log.exception("event %s: unexpected error", event.id, extra=about)
         finally:
             self._inflight.pop(event.id, None)
-            if self.settings.worker_concurrency - len(self._inflight) >= self._min_claim:
+            if self._free() >= self._min_claim:
                 self._room.set()
 
     async def handle(

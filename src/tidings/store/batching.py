@@ -124,7 +124,7 @@ class GroupCommitter(Generic[T, R]):
                         posted += n
                     elif not future.done():
                         future.set_exception(exc)
-                if posted and not isinstance(exc, asyncio.CancelledError):
+                if posted:
                     log.error("%s: %d posted items not written", self._name, posted, exc_info=exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
