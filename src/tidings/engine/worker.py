@@ -241,8 +241,6 @@ class Worker:
             # Not awaited: the outcome joins the next group commit (``stop`` writes the
             # last ones); until then the event stays claimed under its lease.
             self.recorder.post(completion)
-            if event.proof_id is None:  # proofs are not counted
-                self.metrics.recorded(event.type, completion.status)
             if completion.status in _LOGGED_AT_INFO:
                 log.info(
                     "event %s: %s: %s", event.id, completion.status, completion.reason, extra=about
@@ -454,6 +452,9 @@ class Worker:
                 if told and self.db.dialect == "postgresql":
                     steps.append((callbacks_store.NOTIFY_SENDERS, [()]))
                 await self.db.write_many(steps)
+                for c in completions:  # counted once written; proofs are not counted
+                    if c.event is not None and c.event.proof_id is None:
+                        self.metrics.recorded(c.event.type, c.status)
                 if told and self.on_recorded is not None:
                     self.on_recorded()
                 return [None] * len(completions)
