@@ -98,6 +98,8 @@ async def test_an_email_proof_goes_by_smtp_marked_and_is_never_counted(serve: Se
         assert board.hour == {"routingFailed": 1}
         assert board.day == {"routingFailed": 1}
         assert sum(events for _, events, _, _ in board.day_history) == 1
+        # Nor in the metrics: the two proof messages were processed, the counter saw none.
+        assert live.app.metrics.statuses == {("orderConfirmation", "routingFailed"): 1}
 
 
 async def test_an_sms_proof_reaches_the_smsc_prefixed(serve: Serve, tmp_path: pathlib.Path) -> None:
