@@ -20,9 +20,9 @@ priority='medium')`` (committed before the answer), answer 201.
   ratio compares the rates from the first email accepted by the sink to the last (Tidings'
   ``sent_at``; for post_office the time each email's send returned, noted by the SMTP backend
   in ``benchsite/timed_smtp.py``, since its log rows are written a batch at a time), which
-  leaves out each side's start-up (about 0.5 s for Django, 1.7 s
-  for Tidings' imports): the queues differ in length (each holds what its own ingest took in
-  the same time), so counting start-up would penalise the shorter one. The rates over each
+  leaves out each side's start-up (about 0.5 s for Django, 4-5 s for two Tidings worker
+  processes): the queues differ in length (each holds what its own ingest took in the same
+  time), so counting start-up would penalise the shorter one. The rates over each
   command's whole wall time are printed too. ``bench/run.py``'s e2e scenario (``tidings serve``
   taking POSTs and delivering at once) is run and printed beside them.
 

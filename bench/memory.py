@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -34,8 +33,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.request import Request, urlopen
-
-import asyncpg
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -164,26 +161,8 @@ async def post_batches(url: str, key: str, total: int) -> float:
     return time.perf_counter() - began
 
 
-def sql(database_url: str, statement: str) -> list[tuple[object, ...]]:
-    if database_url.startswith("sqlite"):
-        path = database_url.removeprefix("sqlite:///")
-        with contextlib.closing(sqlite3.connect(path, timeout=60)) as conn:
-            rows = conn.execute(statement).fetchall()
-            conn.commit()
-            return rows
-
-    async def go() -> list[tuple[object, ...]]:
-        conn = await asyncpg.connect(database_url)
-        try:
-            return [tuple(r) for r in await conn.fetch(statement)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
-
-
 def counts(database_url: str) -> dict[str, int]:
-    rows = sql(database_url, "SELECT status, count(*) FROM events GROUP BY status")
+    rows = run.sql(database_url, "SELECT status, count(*) FROM events GROUP BY status")
     return {str(status): int(n) for status, n in rows}  # type: ignore[call-overload]
 
 
@@ -266,7 +245,7 @@ def measure(db: str, folder: Path, total: int, seconds: float) -> list[Row]:
             )
 
         began = time.perf_counter()
-        sql(
+        run.sql(
             url,
             f"UPDATE events SET due_at = {clock.now_us()}, scheduled_at = NULL "
             "WHERE status = 'pending'",

@@ -16,8 +16,8 @@ fresh database, exactly as a user would run it, and drives it over loopback:
   the backlog drained included, i.e. the rate at which the single process delivers.
 - ``delivery``: the worker alone, as django-post-office's ``send_queued_mail`` is measured:
   ``tidings api`` takes POSTs from wrk for the run's length and stops; then ``tidings worker``
-  drains the queue to ``smtp-sink``; rate = events delivered / the time from the worker's
-  start to an empty queue.
+  drains the queue to ``smtp-sink``; rate = events delivered / (last SMTP 250 - first), and
+  over the time from the worker's start to an empty queue (its start-up included).
 - ``latency``: the same set-up as ``e2e``, events POSTed at a fixed rate (open loop, default 200/s);
   latency = the event's SMTP 250 (``sent_at``, written by the worker when the server accepted
   the message) minus the moment the client had its 201.
@@ -47,6 +47,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.request import urlopen
 
 import asyncpg
@@ -197,40 +198,35 @@ def tidings(
 # -- reading results out of the database ---------------------------------------------------
 
 
+def sql(database_url: str, statement: str) -> list[tuple[Any, ...]]:
+    """Run ``statement`` on SQLite or PostgreSQL (committed); the rows it returns."""
+    if database_url.startswith("sqlite"):
+        path = database_url.removeprefix("sqlite:///")
+        with contextlib.closing(sqlite3.connect(path, timeout=60)) as conn:
+            rows = conn.execute(statement).fetchall()
+            conn.commit()
+            return rows
+
+    async def go() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return [tuple(r) for r in await conn.fetch(statement)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
 def event_rows(database_url: str) -> list[tuple[int, str, int | None]]:
     """(event id, status, sent_at µs) of every event."""
-    query = "SELECT id, status, sent_at FROM events"
-    if database_url.startswith("sqlite"):
-        with contextlib.closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as c:
-            rows = c.execute(query).fetchall()
-    else:
-
-        async def fetch() -> list[tuple[int, str, int | None]]:
-            conn = await asyncpg.connect(database_url)
-            try:
-                return [tuple(r) for r in await conn.fetch(query)]  # type: ignore[misc]
-            finally:
-                await conn.close()
-
-        rows = asyncio.run(fetch())
+    rows = sql(database_url, "SELECT id, status, sent_at FROM events")
     return [(ids.from_db(i), status, sent) for i, status, sent in rows]
 
 
 def queue_left(database_url: str) -> int:
     """How many events are still pending or processing."""
     query = "SELECT COUNT(*) FROM events WHERE status IN ('pending', 'processing')"
-    if database_url.startswith("sqlite"):
-        with contextlib.closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as c:
-            return int(c.execute(query).fetchone()[0])
-
-    async def fetch() -> int:
-        conn = await asyncpg.connect(database_url)
-        try:
-            return int(await conn.fetchval(query))
-        finally:
-            await conn.close()
-
-    return asyncio.run(fetch())
+    return int(sql(database_url, query)[0][0])
 
 
 def wait_done(
@@ -444,20 +440,7 @@ def scenario_delivery(db: str, folder: Path, seconds: float, processes: int = 1)
 
 
 def event_received(database_url: str) -> dict[int, int]:
-    query = "SELECT id, received_at FROM events"
-    if database_url.startswith("sqlite"):
-        with contextlib.closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as c:
-            rows = c.execute(query).fetchall()
-    else:
-
-        async def fetch() -> list[tuple[int, int]]:
-            conn = await asyncpg.connect(database_url)
-            try:
-                return [(r[0], r[1]) for r in await conn.fetch(query)]
-            finally:
-                await conn.close()
-
-        rows = asyncio.run(fetch())
+    rows = sql(database_url, "SELECT id, received_at FROM events")
     return {ids.from_db(i): r for i, r in rows}
 
 

@@ -27,6 +27,17 @@ class Recorder:
         return [f"r{i}" for i in items]
 
 
+async def holding_a_flush(
+    committer: batching.GroupCommitter[int, str], flush: Recorder, item: int
+) -> asyncio.Future[str]:
+    """Submit ``item`` and return once its flush has taken it and waits at the closed gate."""
+    flush.gate.clear()
+    held = asyncio.ensure_future(committer.submit(item))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    return held
+
+
 async def test_concurrent_callers_share_a_flush_and_get_their_own_results() -> None:
     flush = Recorder()
     committer: batching.GroupCommitter[int, str] = batching.GroupCommitter(flush, max_items=100)
@@ -99,10 +110,7 @@ async def test_closed_committer_refuses_and_empty_submissions_write_nothing() ->
 async def test_posted_items_join_batches_with_waiting_callers_and_close_writes_them() -> None:
     flush = Recorder()
     committer: batching.GroupCommitter[int, str] = batching.GroupCommitter(flush, max_items=100)
-    flush.gate.clear()
-    blocker = asyncio.ensure_future(committer.submit(0))
-    for _ in range(3):  # the first flush takes [0] and waits at the gate
-        await asyncio.sleep(0)
+    blocker = await holding_a_flush(committer, flush, 0)
     committer.post(1)
     waiting = asyncio.ensure_future(committer.submit(2))
     committer.post(3)
@@ -126,10 +134,7 @@ async def test_a_failed_batch_of_posted_items_is_logged_and_the_callers_in_it_fa
     flush = Recorder()
     flush.fail = {11}
     committer: batching.GroupCommitter[int, str] = batching.GroupCommitter(flush, name="outcomes")
-    flush.gate.clear()
-    blocker = asyncio.ensure_future(committer.submit(10))
-    for _ in range(3):
-        await asyncio.sleep(0)
+    blocker = await holding_a_flush(committer, flush, 10)
     committer.post(11)
     committer.post(12)
     waiting = asyncio.ensure_future(committer.submit(13))
