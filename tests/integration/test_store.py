@@ -189,6 +189,62 @@ async def test_outcome_is_fenced_by_the_claim(db: Database) -> None:
     assert got.reason is None
 
 
+async def test_a_batch_of_outcomes_is_fenced_and_written_row_by_row(db: Database) -> None:
+    # One group commit's batch (on PostgreSQL one statement a table for all of it): each
+    # outcome lands on its own event under its own claim, whatever the others hold.
+    sent, retried, taken_over, failed = (new_event(email=f"{n}@example.com") for n in "abcd")
+    await insert(db, sent, retried, taken_over, failed)
+    claims = {e.id: e.attempts for e in await claim(db, lease=1000)}
+    await claim(db, now=NOW + 2000)  # expired leases: every event is now on attempt 2...
+    async with db.transaction() as conn:  # ...but three outcomes of attempt 2 come back
+        for e in (sent, retried, failed):
+            await queue.release_events(conn, [(e.id, 2)], NOW)
+    claims |= {e.id: e.attempts for e in await claim(db, now=NOW + 3000) if e.id != taken_over.id}
+
+    def delivery(e: events_store.NewEvent, kind: model.OutcomeKind) -> model.Delivery:
+        return model.Delivery(
+            e.id, claims[e.id], model.Channel.EMAIL, "smtp", f"{e.email}", f"<{e.id}@x>",
+            kind, "250 ok" if kind is model.OutcomeKind.DELIVERED else "451 later", 10, 20, NOW,
+        )  # fmt: skip
+
+    batch = [
+        queue.Completion(
+            sent.id, claims[sent.id], S.PROCESSED, NOW, sent_at=NOW + 7, finished_at=NOW + 8,
+            publication_id=5, template_version_id=6,
+            delivery=delivery(sent, model.OutcomeKind.DELIVERED),
+        ),
+        queue.Completion(
+            retried.id, claims[retried.id], S.PENDING, NOW + 9_000, reason="451 later",
+            delivery=delivery(retried, model.OutcomeKind.RETRY),
+        ),
+        # Attempt 1's outcome of an event another worker holds (attempt 2): fenced out.
+        queue.Completion(taken_over.id, 1, S.DELIVERY_FAILED, NOW, reason="stale"),
+        queue.Completion(failed.id, claims[failed.id], S.ROUTING_FAILED, NOW, reason="none"),
+    ]  # fmt: skip
+    await db.write_many(queue.outcome_steps(batch, db.dialect))
+    async with db.connection() as conn:
+        got = {
+            e.id: await events_store.get_event(conn, e.id)
+            for e in (sent, retried, taken_over, failed)
+        }
+        logs = {e.id: await events_store.get_deliveries(conn, e.id) for e in (sent, retried)}
+    summary = {
+        i: (e.status, e.attempts, e.reason, e.sent_at, e.finished_at, e.due_at)
+        for i, e in got.items()
+        if e is not None
+    }
+    assert summary == {
+        sent.id: (S.PROCESSED, 2, None, NOW + 7, NOW + 8, NOW),
+        retried.id: (S.PENDING, 2, "451 later", None, None, NOW + 9_000),
+        taken_over.id: (S.PROCESSING, 2, None, None, None, NOW + 2000 + 60_000_000),
+        failed.id: (S.ROUTING_FAILED, 2, "none", None, None, NOW),
+    }
+    assert logs == {
+        sent.id: [delivery(sent, model.OutcomeKind.DELIVERED)],
+        retried.id: [delivery(retried, model.OutcomeKind.RETRY)],
+    }
+
+
 async def test_record_outcomes_writes_delivery_and_quarantine(db: Database) -> None:
     e = new_event(email="gone@example.com")
     await insert(db, e)

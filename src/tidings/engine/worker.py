@@ -443,7 +443,7 @@ class Worker:
     async def _record(self, completions: list[queue.Completion]) -> list[None]:
         while True:
             try:
-                steps = queue.outcome_steps(completions)
+                steps = queue.outcome_steps(completions, self.db.dialect)
                 told = any(
                     c.status in model.FINAL_STATUSES
                     or (c.delivery is not None and c.delivery.provider_id)

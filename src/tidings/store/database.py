@@ -176,6 +176,13 @@ def postgres_dsn(url: str) -> str:
     return parts._replace(scheme=scheme).geturl()
 
 
+def unnest(query: Query, rows: Sequence[Sequence[Any]]) -> Step:
+    """A step writing ``rows`` with one run of ``query``, a PostgreSQL statement that takes
+    each column as an array (``unnest($1::bigint[], ...)``); no rows, no run. A single row
+    is sent the same way (one plan for any batch size)."""
+    return (query, [[list(column) for column in zip(*rows, strict=True)]] if rows else [])
+
+
 async def run_steps(conn: Connection, steps: Sequence[Step]) -> None:
     """Run :meth:`Database.write_many` steps on a connection already in a transaction."""
     for query, rows in steps:
@@ -551,4 +558,5 @@ __all__ = [
     "connect",
     "run_steps",
     "sql",
+    "unnest",
 ]
