@@ -420,7 +420,7 @@ def scenario_delivery(db: str, folder: Path, seconds: float, processes: int = 1)
             script = post_script(folder, running.key)
             wrk(script, running.url + "/api/v1/events", seconds, warm_up=False)
         queued = queue_left(url)
-        start = time.perf_counter()
+        start, started_at = time.perf_counter(), time.time()
         worker = tidings("worker", url, folder, sink, processes, serves_http=False)
         with worker as running:
             deadline = start + 600
@@ -435,15 +435,16 @@ def scenario_delivery(db: str, folder: Path, seconds: float, processes: int = 1)
     sent = [s for _, status, s in rows if status == "processed" and s is not None]
     span = (max(sent) - min(sent)) / 1e6 if sent else 0.0
     active = len(sent) / span if span else float("nan")
+    first = min(sent) / 1e6 - started_at if sent else float("nan")
     return Row(
         "delivery (worker alone)",
         db,
         f"{len(sent) / took:,.0f} emails/s",
         f"{len(sent)}/{queued} queued events delivered to smtp-sink in {took:.1f} s from the "
-        f"start of tidings worker (its start-up included; {active:,.0f}/s from the first SMTP "
-        f"250 to the last); queue filled beforehand through the API by wrk for "
-        f"{seconds:.0f} s; {processes} process{'es' if processes > 1 else ''}",
-        {"wall": len(sent) / took, "active": active},
+        f"start of tidings worker (its start-up included: first SMTP 250 after {first:.2f} s; "
+        f"{active:,.0f}/s from the first 250 to the last); queue filled beforehand through the "
+        f"API by wrk for {seconds:.0f} s; {processes} process{'es' if processes > 1 else ''}",
+        {"wall": len(sent) / took, "active": active, "first": first},
     )
 
 

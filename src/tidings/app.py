@@ -43,7 +43,6 @@ from tidings.store import (
     database,
     design,
     keys,
-    migrate,
     nodes,
     notify,
     queue,
@@ -131,6 +130,10 @@ class App:
     ) -> AsyncIterator[App]:
         """Open the database (migrating it), start the worker, and close it all at the end."""
         if migrate_schema:
+            # Alembic and SQLAlchemy (~0.5 s of imports) only where the schema is migrated:
+            # not in the processes a supervisor starts, whose parent migrated once.
+            from tidings.store import migrate
+
             await asyncio.to_thread(migrate.upgrade, settings.database_url)
         db = await database.connect(settings.database_url)
         app = cls(settings, db)

@@ -9,6 +9,7 @@ is disabled or given a new password (every session of theirs is deleted).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import re
 import secrets
@@ -23,8 +24,14 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
 _hasher = argon2.PasswordHasher()
-# Checked when the name is unknown, so that an unknown name costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked when the name is unknown, so that an unknown name costs as long as a wrong
+    password. Made at the first sign-in, not at import: every process imports this module
+    (a worker, the CLI), and one argon2 hash is ~0.2 s of CPU."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class OperatorError(ValueError):
@@ -84,7 +91,7 @@ async def authenticate(db: Database, name: str, password: str) -> model.Operator
         return None
     async with db.connection() as conn:
         found = await store.find_operator(conn, name)
-    stored = _DUMMY_HASH if found is None else found[1]
+    stored = found[1] if found is not None else await asyncio.to_thread(_dummy_hash)
     valid = await asyncio.to_thread(_verify, stored, password)
     if found is None or not valid or found[0].disabled:
         return None

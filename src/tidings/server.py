@@ -21,7 +21,6 @@ from pathlib import Path
 import uvicorn
 
 from tidings import apikeys, operators
-from tidings.api import asgi
 from tidings.app import App
 from tidings.control import catalog as control_catalog
 from tidings.control import folders
@@ -185,6 +184,10 @@ def _after_uvicorn(sig: int, frame: object) -> None:
 
 def http_server(app: App) -> uvicorn.Server:
     """The uvicorn server for ``app``'s API (serve it with ``serve(sockets=[listen(...)])``)."""
+    # The API's libraries (Litestar, the OpenAPI models, the console: ~0.7 s of imports) only
+    # in a process that serves it: a worker process starts without them.
+    from tidings.api import asgi
+
     config = uvicorn.Config(
         asgi(app),
         lifespan="on",
