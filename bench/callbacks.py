@@ -69,9 +69,10 @@ async def claimed_events(db: database.Database, count: int) -> list[model.Event]
         await events_store.insert_events(conn, [new_event(now) for _ in range(count)])
     found: list[model.Event] = []
     while len(found) < count:
-        found += await queue.claim_due(
+        claimed, _ = await queue.claim_due(
             db, now=clock.now_us(), lease_until=clock.now_us() + 600_000_000, limit=1000
         )
+        found += claimed
     return found
 
 

@@ -162,6 +162,25 @@ async def test_claim_takes_priority_then_oldest_and_skips_future(db: Database) -
     assert await claim(db) == []
 
 
+async def test_a_claim_says_the_routing_revision_it_was_made_under(db: Database) -> None:
+    async def claimed() -> tuple[list[int], int | None]:
+        events, revision = await queue.claim_due(
+            db, now=NOW, lease_until=NOW + 60_000_000, limit=10
+        )
+        return [e.id for e in events], revision
+
+    first = new_event()
+    await insert(db, first)
+    assert await claimed() == ([first.id], 0)  # nothing published yet
+    async with db.transaction() as conn:
+        await catalog.bump_routing_revision(conn)
+        await catalog.bump_routing_revision(conn)
+    second = new_event()
+    await insert(db, second)
+    assert await claimed() == ([second.id], 2)
+    assert await claimed() == ([], None)  # nothing claimed, nothing said
+
+
 async def test_expired_lease_is_claimed_again(db: Database) -> None:
     e = new_event()
     await insert(db, e)

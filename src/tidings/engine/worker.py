@@ -163,13 +163,13 @@ class Worker:
         limit = min(free, self.settings.claim_batch)
         now = clock.now_us()
         lease_until = now + int(self.settings.lease_seconds * 1_000_000)
-        claimed = await queue.claim_due(self.db, now=now, lease_until=lease_until, limit=limit)
-        async with self.db.connection() as conn:
-            revision = await catalog.routing_revision(conn)
-        if revision != self.routing.revision:
-            await self.reload_routing()
+        claimed, revision = await queue.claim_due(
+            self.db, now=now, lease_until=lease_until, limit=limit
+        )
         if not claimed:
             return True
+        if revision != self.routing.revision:  # as of the claim: its events see the change
+            await self.reload_routing()
         self.claimed += len(claimed)
         async with self.db.connection() as conn:
             # One query for the profiles of the whole batch, and one per channel for the
