@@ -266,6 +266,22 @@ async def test_reconciliation_fills_the_address_and_renders_the_profile(
     )
 
 
+async def test_a_quarantined_profile_address_is_not_sent_to(live: Live, tmp_path: Path) -> None:
+    # The claim checks the events' own addresses; a profile's are looked up after it.
+    await welcome(live, tmp_path, reconcileBy="externalId", onMissing="send")
+    await live.client.put("/api/v1/profiles/c-9", json=JACK)
+    await live.client.put("/api/v1/profiles/c-10", json={"email": "kim@example.com"})
+    added = await live.client.post("/api/v1/quarantine", json={"address": "jack@example.com"})
+    assert added.status_code == 201, added.text
+    held = await live.post_event(type="welcome", recipient={"externalId": "c-9"}, ctx={})
+    sent = await live.post_event(type="welcome", recipient={"externalId": "c-10"}, ctx={})
+    done = await live.wait_status(held["id"], *FINAL)
+    assert (done["status"], done["deliveries"]) == ("ignored", []), done
+    assert "jack@example.com" in done["reason"]
+    assert (await live.wait_status(sent["id"], *FINAL))["status"] == "processed"
+    assert [m["recipient"] for m in await outbox(live)] == ["kim@example.com"]
+
+
 async def test_reconciliation_by_email_and_phone(live: Live, tmp_path: Path) -> None:
     await welcome(live, tmp_path, reconcileBy="email")
     await live.client.put("/api/v1/profiles/c-9", json=JACK)

@@ -25,13 +25,14 @@ def new_event(
     email: str = "a@example.com",
     type_: str = "order",
     expires_at: int | None = None,
+    mobile_phone: str | None = None,
 ) -> events_store.NewEvent:
     return events_store.NewEvent(
         id=_gen.next(),
         type=type_,
         channel=None,
         email=email,
-        mobile_phone=None,
+        mobile_phone=mobile_phone,
         push_token=None,
         external_id=None,
         ctx=b'{"n":1}',
@@ -162,23 +163,41 @@ async def test_claim_takes_priority_then_oldest_and_skips_future(db: Database) -
     assert await claim(db) == []
 
 
-async def test_a_claim_says_the_routing_revision_it_was_made_under(db: Database) -> None:
-    async def claimed() -> tuple[list[int], int | None]:
-        events, revision = await queue.claim_due(
-            db, now=NOW, lease_until=NOW + 60_000_000, limit=10
-        )
-        return [e.id for e in events], revision
+async def test_a_claim_says_the_routing_revision_and_the_quarantined_addresses(
+    db: Database,
+) -> None:
+    async def claimed() -> tuple[list[int], set[str], int | None]:
+        claim = await queue.claim_due(db, now=NOW, lease_until=NOW + 60_000_000, limit=10)
+        return [e.id for e in claim.events], claim.quarantined, claim.revision
 
     first = new_event()
     await insert(db, first)
-    assert await claimed() == ([first.id], 0)  # nothing published yet
+    assert await claimed() == ([first.id], set(), 0)  # nothing published yet
     async with db.transaction() as conn:
         await catalog.bump_routing_revision(conn)
         await catalog.bump_routing_revision(conn)
-    second = new_event()
-    await insert(db, second)
-    assert await claimed() == ([second.id], 2)
-    assert await claimed() == ([], None)  # nothing claimed, nothing said
+    held = [
+        (model.Channel.EMAIL, "gone@example.com", None),
+        (model.Channel.EMAIL, "back@example.com", NOW - 1),  # expired
+        (model.Channel.SMS, "+33612345678", NOW + 1_000_000),
+        (model.Channel.EMAIL, "+33600000000", None),  # an email entry does not hold a phone
+    ]
+    async with db.transaction() as conn:
+        for channel, address, expires_at in held:
+            entry = model.QuarantineEntry(channel, address, "550", "smtp", NOW - 10, expires_at)
+            await quarantine_store.add(conn, entry)
+    events = [
+        new_event(email="gone@example.com"),
+        new_event(email="back@example.com", mobile_phone="+33612345678"),
+        new_event(email="ok@example.com", mobile_phone="+33600000000"),
+    ]
+    await insert(db, *events)
+    assert await claimed() == (
+        sorted(e.id for e in events),
+        {"gone@example.com", "+33612345678"},
+        2,
+    )
+    assert await claimed() == ([], set(), None)  # nothing claimed, nothing said
 
 
 async def test_expired_lease_is_claimed_again(db: Database) -> None:

@@ -60,6 +60,14 @@ def _profile_key(by: model.ReconcileBy, p: model.Profile) -> str | None:
     return None
 
 
+def reconciles(events: Sequence[model.Event], routing: route.Routing) -> bool:
+    """Whether any of ``events`` is of a type that looks up profiles."""
+    return any(
+        (t := routing.targeting.get(e.type)) is not None and t.reconcile_by is not R.NONE
+        for e in events
+    )
+
+
 async def profiles_for(
     conn: Connection, events: Sequence[model.Event], routing: route.Routing
 ) -> dict[int, model.Profile]:

@@ -163,27 +163,27 @@ class Worker:
         limit = min(free, self.settings.claim_batch)
         now = clock.now_us()
         lease_until = now + int(self.settings.lease_seconds * 1_000_000)
-        claimed, revision = await queue.claim_due(
-            self.db, now=now, lease_until=lease_until, limit=limit
-        )
+        claim = await queue.claim_due(self.db, now=now, lease_until=lease_until, limit=limit)
+        claimed, quarantined = claim.events, claim.quarantined
         if not claimed:
             return True
-        if revision != self.routing.revision:  # as of the claim: its events see the change
+        if claim.revision != self.routing.revision:  # as of the claim: its events see the change
             await self.reload_routing()
         self.claimed += len(claimed)
-        async with self.db.connection() as conn:
-            # One query for the profiles of the whole batch, and one per channel for the
-            # quarantined addresses among the events' and their profiles' addresses.
-            profiles = await reconciliation.profiles_for(conn, claimed, self.routing)
-            wanted: dict[model.Channel, set[str]] = {}
-            for e in claimed:
-                for channel, address in _addresses(e.recipient, profiles.get(e.id)):
-                    wanted.setdefault(channel, set()).add(address)
-            quarantined: set[str] = set()
-            for channel, addresses in wanted.items():
-                quarantined |= await quarantine_store.find_quarantined(
-                    conn, channel, sorted(addresses), now
-                )
+        profiles: dict[int, model.Profile] = {}
+        if reconciliation.reconciles(claimed, self.routing):
+            async with self.db.connection() as conn:
+                # One query for the profiles of the whole batch, and one per channel for the
+                # quarantined among their addresses (the claim said it of the events' own).
+                profiles = await reconciliation.profiles_for(conn, claimed, self.routing)
+                wanted: dict[model.Channel, set[str]] = {}
+                for profile in profiles.values():
+                    for channel, address in _addresses(profile):
+                        wanted.setdefault(channel, set()).add(address)
+                for channel, addresses in wanted.items():
+                    quarantined |= await quarantine_store.find_quarantined(
+                        conn, channel, sorted(addresses), now
+                    )
         loop = asyncio.get_running_loop()
         for event in claimed:
             task = loop.create_task(self._process(event, quarantined, profiles.get(event.id)))
@@ -465,16 +465,8 @@ class Worker:
                 await asyncio.sleep(min(self.settings.poll_interval, 1.0))
 
 
-def _addresses(
-    recipient: model.Recipient, profile: model.Profile | None
-) -> list[tuple[model.Channel, str]]:
-    """Every (channel, address) an event may be sent to: its own, and its profile's."""
-    found = [
-        (model.Channel.EMAIL, recipient.email),
-        (model.Channel.SMS, recipient.mobilePhone),
-        (model.Channel.PUSH, recipient.pushToken),
-    ]
-    if profile is not None:
-        found += [(model.Channel.EMAIL, profile.email), (model.Channel.SMS, profile.mobile_phone)]
-        found += [(model.Channel.PUSH, t) for t in profile.push_tokens]
+def _addresses(profile: model.Profile) -> list[tuple[model.Channel, str]]:
+    """Every (channel, address) of a profile an event may be sent to."""
+    found = [(model.Channel.EMAIL, profile.email), (model.Channel.SMS, profile.mobile_phone)]
+    found += [(model.Channel.PUSH, t) for t in profile.push_tokens]
     return [(c, a) for c, a in found if a]

@@ -498,6 +498,16 @@ class _PostgresConnection:
         return await self._raw.fetchval(query.postgresql, *args)
 
 
+async def _keep_session(raw: asyncpg.Connection) -> None:
+    """Give a connection back to the pool as it is. asyncpg's default reset sends
+    ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on every release: one more
+    round trip, awaited, at the end of every read and transaction (a worker's claim took two).
+    Tidings leaves no session state on pooled connections (no ``SET``, no session advisory
+    lock, no cursor outside a transaction; ``LISTEN`` has its own connection,
+    :mod:`tidings.store.notify`), and asyncpg still rolls back an open transaction before
+    calling this."""
+
+
 class PostgresDatabase:
     """PostgreSQL through an asyncpg pool."""
 
@@ -512,7 +522,11 @@ class PostgresDatabase:
         """Connect a pool; raise :class:`Unavailable` if the server cannot be reached."""
         try:
             pool = await asyncpg.create_pool(
-                postgres_dsn(url), min_size=min_size, max_size=max_size, command_timeout=60
+                postgres_dsn(url),
+                min_size=min_size,
+                max_size=max_size,
+                command_timeout=60,
+                reset=_keep_session,
             )
         except _UNREACHABLE as exc:
             raise Unavailable(f"cannot reach PostgreSQL: {exc}") from exc

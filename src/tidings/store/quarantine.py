@@ -72,6 +72,16 @@ async def list_entries(
     return [_entry(row) for row in rows]
 
 
+def held(channel: model.Channel, column: str, now: str) -> str:
+    """An SQL expression: whether the address in ``column`` is quarantined on ``channel`` at
+    ``now`` (a parameter, ``$1``), for a statement that reads rows with addresses (the queue's
+    claim) to say it of each of them in the same round trip."""
+    return (
+        f"EXISTS (SELECT 1 FROM quarantine q WHERE q.channel = '{channel}' "
+        f"AND q.address = {column} AND (q.expires_at IS NULL OR q.expires_at > {now}))"
+    )
+
+
 FIND = sql(
     """SELECT address FROM quarantine WHERE channel = $1 AND address = ANY($2::text[])
        AND (expires_at IS NULL OR expires_at > $3)""",

@@ -16,6 +16,7 @@ that many workers claim disjoint events without waiting on each other.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import msgspec
 
@@ -23,6 +24,7 @@ from tidings import ids, model
 from tidings.store import callbacks as callbacks_store
 from tidings.store import catalog, database
 from tidings.store import events as events_store
+from tidings.store import quarantine as quarantine_store
 from tidings.store.database import Connection, Database, Row, sql
 
 PRIORITIES = range(9, -1, -1)
@@ -34,10 +36,19 @@ _sqlite_due = " UNION ALL ".join(
     for p in PRIORITIES
 )
 
-# Each claimed row ends with the routing revision (store/catalog.py) read by the same
-# statement: a worker learns whether its routing is current without a second round trip
-# before it can send (the claim, a read, then the sends: the read was ~1.3 ms of the ~10 of
-# a busy worker's claim-to-250 on PostgreSQL, see BENCHMARKS.md).
+# Each claimed row ends with whether its own addresses are quarantined and with the routing
+# revision (store/catalog.py), read by the same statement: a worker knows what it needs to
+# send without more round trips (each was ~1.3 ms of the ~10 of a busy worker's claim-to-250
+# on PostgreSQL, see BENCHMARKS.md).
+_OWN_ADDRESSES = (
+    (model.Channel.EMAIL, "email"),
+    (model.Channel.SMS, "mobile_phone"),
+    (model.Channel.PUSH, "push_token"),
+)
+_WIDTH = len(events_store.COLUMNS.split(","))
+_HELD = ", ".join(
+    quarantine_store.held(channel, f"events.{column}", "$1") for channel, column in _OWN_ADDRESSES
+)
 _REVISION = f"(SELECT value FROM revisions WHERE name = '{catalog.ROUTING}')"
 CLAIM_DUE = sql(
     f"""WITH due AS (
@@ -51,34 +62,47 @@ CLAIM_DUE = sql(
           claimed_at = $1, due_at = $2
         FROM due WHERE events.id = due.id
         RETURNING {", ".join("events." + c.strip() for c in events_store.COLUMNS.split(","))},
-          {_REVISION}""",
+          {_HELD}, {_REVISION}""",
     sqlite=f"""UPDATE events SET status = 'processing', attempts = attempts + 1,
           claimed_at = $1, due_at = $2
         WHERE id IN (SELECT id FROM ({_sqlite_due}) LIMIT $3)
-        RETURNING {events_store.COLUMNS}, {_REVISION}""",
+        RETURNING {events_store.COLUMNS}, {_HELD}, {_REVISION}""",
 )
+
+
+class Claim(NamedTuple):
+    """What one claim took, and what its sends need to know as of the claim."""
+
+    #: Highest priority first, then by id.
+    events: list[model.Event]
+    #: Which of the events' own addresses (email, mobile phone, push token) are quarantined.
+    quarantined: set[str]
+    #: The routing revision (0 before anything was published; None when nothing was claimed).
+    revision: int | None
 
 
 async def claim_due_events(
     conn: Connection, *, now: int, lease_until: int, limit: int
 ) -> list[model.Event]:
     """Take up to ``limit`` due events for this worker until ``lease_until``."""
-    return _claimed(await conn.fetch(CLAIM_DUE, now, lease_until, limit))[0]
+    return _claimed(await conn.fetch(CLAIM_DUE, now, lease_until, limit)).events
 
 
-async def claim_due(
-    db: Database, *, now: int, lease_until: int, limit: int
-) -> tuple[list[model.Event], int | None]:
-    """:func:`claim_due_events` as its own transaction, in one round trip (the worker's way),
-    with the routing revision as of the claim (0 before anything was published; None when
-    nothing was claimed)."""
+async def claim_due(db: Database, *, now: int, lease_until: int, limit: int) -> Claim:
+    """:func:`claim_due_events` as its own transaction, in one round trip (the worker's way)."""
     return _claimed(await db.write_fetch(CLAIM_DUE, now, lease_until, limit))
 
 
-def _claimed(rows: Sequence[Row]) -> tuple[list[model.Event], int | None]:
-    claimed = [events_store.event_from_row(row[:-1]) for row in rows]
+def _claimed(rows: Sequence[Row]) -> Claim:
+    claimed: list[model.Event] = []
+    held: set[str] = set()
+    for row in rows:
+        event = events_store.event_from_row(row[:_WIDTH])
+        claimed.append(event)
+        own = (event.recipient.email, event.recipient.mobilePhone, event.recipient.pushToken)
+        held.update(a for a, flag in zip(own, row[_WIDTH:], strict=False) if flag and a)
     claimed.sort(key=lambda e: (-e.priority, e.id))
-    return claimed, int(rows[0][-1] or 0) if rows else None
+    return Claim(claimed, held, int(rows[0][-1] or 0) if rows else None)
 
 
 class Completion(msgspec.Struct, frozen=True):
