@@ -1,7 +1,7 @@
 """Status callbacks: what enqueueing costs the worker's outcome commits, and how fast the
 sender delivers callbacks to a local receiver.
 
-    .venv/bin/python bench/callbacks.py --db sqlite|postgresql [--events 5000]
+    .venv/bin/python -m bench.callbacks --db sqlite|postgresql [--events 5000]
 
 1. *Recording*: final outcomes of claimed events (first attempts, one delivery each) are
    written in batches of 500 as the worker writes them (``queue.outcome_steps`` through
@@ -69,10 +69,10 @@ async def claimed_events(db: database.Database, count: int) -> list[model.Event]
         await events_store.insert_events(conn, [new_event(now) for _ in range(count)])
     found: list[model.Event] = []
     while len(found) < count:
-        claimed, _ = await queue.claim_due(
+        claim = await queue.claim_due(
             db, now=clock.now_us(), lease_until=clock.now_us() + 600_000_000, limit=1000
         )
-        found += claimed
+        found += claim.events
     return found
 
 
@@ -103,7 +103,7 @@ async def record_us(db: database.Database, count: int, *, with_step: bool) -> fl
     batch = completions(await claimed_events(db, count))
     started = time.perf_counter()
     for i in range(0, count, 500):
-        steps = queue.outcome_steps(batch[i : i + 500])
+        steps = queue.outcome_steps(batch[i : i + 500], db.dialect)
         if not with_step:
             steps = [s for s in steps if s[0] is not callbacks_store.ENQUEUE]
         await db.write_many(steps)
@@ -154,7 +154,8 @@ async def main_async(args: argparse.Namespace, receiver_url: str) -> dict[str, A
             await best_of(db, 3, record_us_without_step_1=False, record_us_one_subscription=True)
         )
         # Send everything enqueued so far plus --events more.
-        await db.write_many(queue.outcome_steps(completions(await claimed_events(db, args.events))))
+        done = completions(await claimed_events(db, args.events))
+        await db.write_many(queue.outcome_steps(done, db.dialect))
         async with db.connection() as conn:
             pending = await conn.fetchval(
                 database.sql("SELECT COUNT(*) FROM callbacks WHERE state = 'pending'")

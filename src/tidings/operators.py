@@ -89,10 +89,10 @@ async def authenticate(db: Database, name: str, password: str) -> model.Operator
     """The enabled operator with this name and password, or None."""
     if len(password) > MAX_PASSWORD:
         return None
+    dummy = await asyncio.to_thread(_dummy_hash)  # made by the first sign-in, known name or not
     async with db.connection() as conn:
         found = await store.find_operator(conn, name)
-    stored = found[1] if found is not None else await asyncio.to_thread(_dummy_hash)
-    valid = await asyncio.to_thread(_verify, stored, password)
+    valid = await asyncio.to_thread(_verify, dummy if found is None else found[1], password)
     if found is None or not valid or found[0].disabled:
         return None
     return found[0]

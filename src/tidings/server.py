@@ -17,6 +17,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -26,6 +27,9 @@ from tidings.control import catalog as control_catalog
 from tidings.control import folders
 from tidings.settings import Settings
 from tidings.store import keys
+
+if TYPE_CHECKING:
+    from tidings.api.fast import FastIntake
 
 log = logging.getLogger("tidings")
 SWITCH_INTERVAL = 0.0005
@@ -136,6 +140,8 @@ async def _run(
     serving: Callable[[], None] | None = None,
 ) -> None:
     api = sock is not None
+    if api:
+        _asgi()  # loaded before the worker starts and before the heap is frozen
     async with App.running(settings, run_worker=worker, migrate_schema=setup) as app:
         new_key = await first_start(app) if api and setup else None
         password = await operators.first_admin(app.db, FIRST_ADMIN) if api and setup else None
@@ -184,12 +190,8 @@ def _after_uvicorn(sig: int, frame: object) -> None:
 
 def http_server(app: App) -> uvicorn.Server:
     """The uvicorn server for ``app``'s API (serve it with ``serve(sockets=[listen(...)])``)."""
-    # The API's libraries (Litestar, the OpenAPI models, the console: ~0.7 s of imports) only
-    # in a process that serves it: a worker process starts without them.
-    from tidings.api import asgi
-
     config = uvicorn.Config(
-        asgi(app),
+        _asgi()(app),
         lifespan="on",
         log_config=None,
         access_log=False,
@@ -197,6 +199,15 @@ def http_server(app: App) -> uvicorn.Server:
         timeout_graceful_shutdown=math.ceil(app.settings.shutdown_grace),
     )
     return uvicorn.Server(config)
+
+
+def _asgi() -> Callable[[App], FastIntake]:
+    """The API's ASGI application factory. Its libraries (Litestar, the OpenAPI models, the
+    console: ~0.7 s of imports) are loaded only in a process that serves it: a worker process
+    starts without them."""
+    from tidings.api import asgi
+
+    return asgi
 
 
 async def _until_signal() -> None:

@@ -50,7 +50,7 @@ async def finish(
         delivery=delivered(event) if status is S.PROCESSED else None,
         event=event,
     )
-    await db.write_many(queue.outcome_steps([completion]))
+    await db.write_many(queue.outcome_steps([completion], db.dialect))
 
 
 async def log(db: Database, **filters: object) -> list[model.Callback]:
@@ -139,7 +139,7 @@ async def test_no_callback_for_retries_or_fenced_out_outcomes_and_none_twice(
     await insert(db, e)
     (claimed,) = await claim(db)
     retry = queue.Completion(e.id, claimed.attempts, S.PENDING, NOW, reason="later", event=claimed)
-    await db.write_many(queue.outcome_steps([retry]))
+    await db.write_many(queue.outcome_steps([retry], db.dialect))
     assert await log(db) == []
     (again,) = await claim(db, now=NOW + 1)
     await finish(db, again, attempt=again.attempts - 1)  # a stale claim: refused by the fence
@@ -318,7 +318,7 @@ async def test_after_retries_the_payload_lists_every_delivery(db: Database) -> N
         NOW + 1,
     )
     retry = queue.Completion(e.id, 1, S.PENDING, NOW, reason="later", delivery=tried, event=first)
-    await db.write_many(queue.outcome_steps([retry]))
+    await db.write_many(queue.outcome_steps([retry], db.dialect))
     (second,) = await claim(db, now=NOW + 1)
     assert second.attempts == 2
     await finish(db, second)

@@ -200,7 +200,7 @@ async def test_a_receipt_before_its_delivery_is_adopted_with_its_callback(
         ),
         event=claimed,
     )
-    await db.write_many(queue.outcome_steps([completion]))
+    await db.write_many(queue.outcome_steps([completion], db.dialect))
     assert await receipts.adopt_orphans(db) == 1
     assert await receipts.adopt_orphans(db) == 0  # once
     async with db.connection() as conn:

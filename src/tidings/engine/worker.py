@@ -81,7 +81,7 @@ class Worker:
         self._stopping = False
         self._inflight: dict[int, tuple[int, asyncio.Task[None]]] = {}
         # Once every send slot is taken, the next claim waits until this many are free: one
-        # claim of many events rather than a claim (a write transaction and three reads) for
+        # claim of many events rather than a claim (a write transaction) for
         # every event that finishes. Half the slots stay busy meanwhile, which is plenty.
         self._min_claim = max(1, min(settings.claim_batch, settings.worker_concurrency) // 2)
         self._room = asyncio.Event()

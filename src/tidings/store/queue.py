@@ -199,9 +199,7 @@ async def record_outcomes(conn: Connection, completions: Sequence[Completion]) -
     await database.run_steps(conn, outcome_steps(completions, conn.dialect))
 
 
-def outcome_steps(
-    completions: Sequence[Completion], dialect: str = "sqlite"
-) -> list[database.Step]:
+def outcome_steps(completions: Sequence[Completion], dialect: str) -> list[database.Step]:
     """The statements and rows :func:`record_outcomes` runs (for ``Database.write_many``), on
     PostgreSQL one statement a table for the whole batch.
 
