@@ -17,9 +17,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tidings import apikeys, operators
 from tidings.app import App
@@ -188,10 +189,55 @@ def _after_uvicorn(sig: int, frame: object) -> None:
     log.info("stopping (signal %s)", signal.Signals(sig).name)
 
 
+class _Coalescing:
+    """A connection's transport that sends what one turn of the event loop wrote as one write.
+
+    uvicorn writes a response in two parts, the status line with the headers and then the
+    body, and each ``write`` is a ``send`` system call at once (uvloop writes while nothing is
+    buffered): two TCP segments where one does, and on a busy intake the two calls were about
+    a third of the event loop's time (py-spy, ``bench/run.py --scenarios ingest``). Here the
+    parts wait for the end of the current turn (``call_soon``), so the ASGI messages of one
+    response, written in one step of its task, leave in one call. Closing sends what waits
+    first; everything else is the transport's own."""
+
+    __slots__ = ("_flush_soon", "_loop", "_parts", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._loop = loop
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._parts:
+            self._loop.call_soon(self._flush)
+        self._parts.append(bytes(data))
+
+    def _flush(self) -> None:
+        parts, self._parts = self._parts, []
+        if parts and not self._transport.is_closing():
+            self._transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, writing through :class:`_Coalescing`."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        coalescing: Any = _Coalescing(transport, self.loop)
+        super().connection_made(coalescing)
+
+
 def http_server(app: App) -> uvicorn.Server:
     """The uvicorn server for ``app``'s API (serve it with ``serve(sockets=[listen(...)])``)."""
     config = uvicorn.Config(
         _asgi()(app),
+        http=_HttpProtocol,
         lifespan="on",
         log_config=None,
         access_log=False,
