@@ -14,7 +14,7 @@ import math
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,10 +197,12 @@ class _Coalescing:
     buffered): two TCP segments where one does, and on a busy intake the two calls were about
     a third of the event loop's time (py-spy, ``bench/run.py --scenarios ingest``). Here the
     parts wait for the end of the current turn (``call_soon``), so the ASGI messages of one
-    response, written in one step of its task, leave in one call. Closing sends what waits
-    first; everything else is the transport's own."""
+    response, written in one step of its task, leave in one call: a response leaves one turn
+    of the loop later, for one system call less. What waits is sent before closing, before
+    the end of the stream, and when the peer ends its side (:class:`_HttpProtocol`);
+    everything else is the transport's own."""
 
-    __slots__ = ("_flush_soon", "_loop", "_parts", "_transport")
+    __slots__ = ("_loop", "_parts", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
         self._transport = transport
@@ -209,19 +211,37 @@ class _Coalescing:
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self._parts:
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self.flush)
         self._parts.append(bytes(data))
 
-    def _flush(self) -> None:
+    def writelines(self, lines: Iterable[bytes | bytearray | memoryview]) -> None:
+        for data in lines:
+            self.write(data)
+
+    def flush(self) -> None:
+        """Send what waits now."""
         parts, self._parts = self._parts, []
         if parts and not self._transport.is_closing():
             self._transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
 
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.close()
 
+    def abort(self) -> None:
+        self._parts = []
+        self._transport.abort()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
     def __getattr__(self, name: str) -> Any:
+        if name in _Coalescing.__slots__:  # not set yet: no recursion through __getattr__
+            raise AttributeError(name)
         return getattr(self._transport, name)
 
 
@@ -229,8 +249,15 @@ class _HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, writing through :class:`_Coalescing`."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        coalescing: Any = _Coalescing(transport, self.loop)
-        super().connection_made(coalescing)
+        self._coalescing = _Coalescing(transport, self.loop)
+        writer: Any = self._coalescing
+        super().connection_made(writer)
+
+    def eof_received(self) -> None:
+        # uvicorn returns None here, so the event loop closes the real transport itself when
+        # the peer ends its side: send a response that waits before it does.
+        self._coalescing.flush()
+        super().eof_received()
 
 
 def http_server(app: App) -> uvicorn.Server:
