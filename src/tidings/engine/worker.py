@@ -178,7 +178,7 @@ class Worker:
                 profiles = await reconciliation.profiles_for(conn, claimed, self.routing)
                 wanted: dict[model.Channel, set[str]] = {}
                 for profile in profiles.values():
-                    for channel, address in _addresses(profile):
+                    for channel, address in _profile_addresses(profile):
                         wanted.setdefault(channel, set()).add(address)
                 for channel, addresses in wanted.items():
                     quarantined |= await quarantine_store.find_quarantined(
@@ -465,7 +465,7 @@ class Worker:
                 await asyncio.sleep(min(self.settings.poll_interval, 1.0))
 
 
-def _addresses(profile: model.Profile) -> list[tuple[model.Channel, str]]:
+def _profile_addresses(profile: model.Profile) -> list[tuple[model.Channel, str]]:
     """Every (channel, address) of a profile an event may be sent to."""
     found = [(model.Channel.EMAIL, profile.email), (model.Channel.SMS, profile.mobile_phone)]
     found += [(model.Channel.PUSH, t) for t in profile.push_tokens]

@@ -133,16 +133,24 @@ class Completion(msgspec.Struct, frozen=True):
 # orders this with a concurrent resume: this waits for the resume to commit, or the resume
 # waits for this transaction and then finds the event paused. SQLite serialises writes.
 _TYPE_PAUSED = "(SELECT t.paused FROM event_types t WHERE t.name = events.type{lock})"
-_RECORD_OUTCOME = """UPDATE events SET
-         status = CASE WHEN $3 = 'paused' AND {type_paused} = FALSE THEN 'pending' ELSE $3 END,
-         due_at = $4, reason = $5,
-         sent_at = COALESCE($6, sent_at), finished_at = $7,
-         publication_id = COALESCE($8, publication_id),
-         template_version_id = COALESCE($9, template_version_id)
-       WHERE id = $1 AND attempts = $2 AND status = 'processing'"""
+# What an outcome sets, from ``{status}``, ``{due_at}``... : the parameters of one row, or the
+# columns of an ``unnest`` of the whole batch.
+_OUTCOME_FIELDS = (
+    "id", "attempt", "status", "due_at", "reason", "sent_at", "finished_at", "publication_id",
+    "template_version_id",
+)  # fmt: skip
+_OUTCOME_SET = """status = CASE WHEN {status} = 'paused' AND {type_paused} = FALSE
+           THEN 'pending' ELSE {status} END,
+         due_at = {due_at}, reason = {reason},
+         sent_at = COALESCE({sent_at}, events.sent_at), finished_at = {finished_at},
+         publication_id = COALESCE({publication_id}, events.publication_id),
+         template_version_id = COALESCE({template_version_id}, events.template_version_id)"""
+_ROW = {name: f"${n}" for n, name in enumerate(_OUTCOME_FIELDS, 1)}
+_RECORD_OUTCOME = f"""UPDATE events SET {_OUTCOME_SET}
+       WHERE id = {{id}} AND attempts = {{attempt}} AND status = 'processing'"""
 RECORD_OUTCOME = sql(
-    _RECORD_OUTCOME.format(type_paused=_TYPE_PAUSED.format(lock=" FOR SHARE")),
-    sqlite=_RECORD_OUTCOME.format(type_paused=_TYPE_PAUSED.format(lock="")),
+    _RECORD_OUTCOME.format(**_ROW, type_paused=_TYPE_PAUSED.format(lock=" FOR SHARE")),
+    sqlite=_RECORD_OUTCOME.format(**_ROW, type_paused=_TYPE_PAUSED.format(lock="")),
 )
 
 # PostgreSQL: a whole batch of outcomes in one statement a table, one array a column. Run once
@@ -150,40 +158,34 @@ RECORD_OUTCOME = sql(
 # an event's row and its indexes that per-row overhead was a third of the server's CPU time a
 # delivered email (BENCHMARKS.md). The fencing and the paused check are the same as above.
 RECORD_OUTCOMES_UNNEST = sql(
-    """UPDATE events SET
-         status = CASE WHEN o.status = 'paused' AND {type_paused} = FALSE
-                  THEN 'pending' ELSE o.status END,
-         due_at = o.due_at, reason = o.reason,
-         sent_at = COALESCE(o.sent_at, events.sent_at), finished_at = o.finished_at,
-         publication_id = COALESCE(o.publication_id, events.publication_id),
-         template_version_id = COALESCE(o.template_version_id, events.template_version_id)
+    f"""UPDATE events SET {_OUTCOME_SET}
        FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::bigint[], $5::text[],
          $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
-         AS o (id, attempt, status, due_at, reason, sent_at, finished_at, publication_id,
-         template_version_id)
+         AS o ({", ".join(_OUTCOME_FIELDS)})
        WHERE events.id = o.id AND events.attempts = o.attempt
          AND events.status = 'processing'""".format(
-        type_paused=_TYPE_PAUSED.format(lock=" FOR SHARE")
+        **{name: f"o.{name}" for name in _OUTCOME_FIELDS},
+        type_paused=_TYPE_PAUSED.format(lock=" FOR SHARE"),
     )
 )
-INSERT_DELIVERIES_UNNEST = sql(
-    """INSERT INTO deliveries (event_id, attempt, channel, transport, address, message_id,
-       outcome, reply, render_us, send_us, created_at, provider_id)
-       SELECT * FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::text[], $5::text[],
-         $6::text[], $7::text[], $8::text[], $9::integer[], $10::integer[], $11::bigint[],
-         $12::text[])"""
-)
 
+_DELIVERY_COLUMNS = """event_id, attempt, channel, transport, address, message_id, outcome,
+       reply, render_us, send_us, created_at"""
 INSERT_DELIVERY = sql(
-    """INSERT INTO deliveries (event_id, attempt, channel, transport, address, message_id,
-       outcome, reply, render_us, send_us, created_at)
+    f"""INSERT INTO deliveries ({_DELIVERY_COLUMNS})
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"""
 )
 #: The same with the provider's id for the message (receipts name it).
 INSERT_DELIVERY_WITH_PROVIDER_ID = sql(
-    """INSERT INTO deliveries (event_id, attempt, channel, transport, address, message_id,
-       outcome, reply, render_us, send_us, created_at, provider_id)
+    f"""INSERT INTO deliveries ({_DELIVERY_COLUMNS}, provider_id)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"""
+)
+#: The same for a batch, one array a column (PostgreSQL).
+INSERT_DELIVERIES_UNNEST = sql(
+    f"""INSERT INTO deliveries ({_DELIVERY_COLUMNS}, provider_id)
+       SELECT * FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::text[], $5::text[],
+         $6::text[], $7::text[], $8::text[], $9::integer[], $10::integer[], $11::bigint[],
+         $12::text[])"""
 )
 
 QUARANTINE_ADDRESS = sql(
